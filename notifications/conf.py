@@ -1,0 +1,31 @@
+"""The service's settings, read lazily from settings.NOTIFICATIONS."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    heartbeat_seconds: int
+    replay_page_size: int
+    retention_days: int
+    max_frame_bytes: int
+    client_frames_per_second: int
+    client_frame_burst: int
+    send_buffer_frames: int
+    ticket_seconds: int
+
+
+def get() -> NotificationSettings:
+    raw = getattr(settings, "NOTIFICATIONS", {})
+    return NotificationSettings(
+        heartbeat_seconds=raw.get("HEARTBEAT_SECONDS", 25),
+        replay_page_size=raw.get("REPLAY_PAGE_SIZE", 500),
+        retention_days=raw.get("RETENTION_DAYS", 90),
+        max_frame_bytes=raw.get("MAX_FRAME_BYTES", 64 * 1024),
+        client_frames_per_second=raw.get("CLIENT_FRAMES_PER_SECOND", 20),
+        client_frame_burst=raw.get("CLIENT_FRAME_BURST", 60),
+        send_buffer_frames=raw.get("SEND_BUFFER_FRAMES", 2000),
+        ticket_seconds=raw.get("TICKET_SECONDS", 60),
+    )

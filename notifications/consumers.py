@@ -1,0 +1,236 @@
+"""The WebSocket endpoint, protocol v1 (docs/protocol.md): auth, then route frames to services.
+
+Per connection we keep one cursor, sent_seq: everything up to it has been sent
+on this socket. Live pushes are sent only when they extend it by exactly one;
+anything else (a gap, a push during a replay) is filled from the database, so
+each socket sees every seq in order, whatever the channel layer dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
+
+from . import conf, events, protocol, selectors, services
+from .errors import ServiceError
+from .protocol import Ack, ClientFrame, FrameError, Ping, Read, Resume, Subscribe, Unsubscribe
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_RATE_LIMITED = 4429
+CLOSE_TOO_BIG = 1009
+
+
+class NotificationConsumer(AsyncWebsocketConsumer):
+    user_id: int
+    credential: tuple[str, str]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # No channel per socket: the process's hub (events.py) fans pushes out
+        # to sockets directly, so a publish costs one Redis message per process.
+        self.scope = scope
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive], self.dispatch)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Only websocket.* events from the server reach here; our DB calls
+        # go through database_sync_to_async, which manages connections itself.
+        handler = getattr(self, message["type"].replace(".", "_"))
+        await handler(message)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.settings = conf.get()
+        self.closed = False
+        self.live = False
+        self.sent_seq = self.acked_seq = self.pending_max = 0
+        self.recorded_ack = 0  # highest ack written to the database by this socket
+        self.sync_lock = asyncio.Lock()
+        self.catch_up_task: asyncio.Task[None] | None = None
+        self.tokens = float(self.settings.client_frame_burst)
+        self.tokens_at = time.monotonic()
+
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user_id = user.pk
+        self.credential = self.scope["credential"]
+        self.hub = events.hub()
+        # Attach before reading the head, so no push falls between the two.
+        await self.hub.attach(self)
+        state = await database_sync_to_async(selectors.stream_state)(self.user_id)
+        await self.accept()
+        await self.send(
+            protocol.welcome(
+                user_id=self.user_id, head_seq=state.head_seq, unread=state.unread, heartbeat_s=self.settings.heartbeat_seconds
+            )
+        )
+        self.sent_seq = self.acked_seq = state.head_seq
+        since, problem = self._query_since()
+        if problem:
+            await self.send(protocol.error("invalid_field", problem))
+        if since is not None:
+            await self.resume(since)
+        else:
+            self.live = True
+            if self.pending_max > self.sent_seq:
+                self._start_catch_up()
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        if hasattr(self, "hub"):
+            self.hub.detach(self)
+        if self.catch_up_task is not None:
+            self.catch_up_task.cancel()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closed = True
+        await super().close(code=code, reason=reason)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if not self.closed:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def _query_since(self) -> tuple[int | None, str | None]:
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("since")
+        if not values:
+            return None, None
+        if not values[0].isdigit() or int(values[0]) > protocol.MAX_SEQ:
+            return None, "'since' must be a non-negative integer"
+        return int(values[0]), None
+
+    # --- from the hub (events.Listener) ------------------------------------------
+
+    async def push_notification(self, seq: int, text: str, redelivery: bool) -> None:
+        if redelivery:
+            await self.send(text)
+            return
+        if seq <= self.sent_seq:
+            return
+        if not self.live or self.sync_lock.locked() or seq != self.sent_seq + 1:
+            self.pending_max = max(self.pending_max, seq)
+            if self.live:
+                self._start_catch_up()
+            return
+        await self.send(text)
+        self.sent_seq = seq
+        if self.sent_seq - self.acked_seq > self.settings.send_buffer_frames:
+            # The client is not keeping up; it reconnects and resumes, losing nothing.
+            await self.close(code=CLOSE_SLOW_CONSUMER)
+
+    async def push_event(self, text: str) -> None:
+        await self.send(text)
+
+    async def on_heartbeat(self, head_seq: int) -> None:
+        if self.live and head_seq > self.sent_seq:
+            # A push was dropped: replay it; the `synced` frame carries the head.
+            self.pending_max = max(self.pending_max, head_seq)
+            self._start_catch_up()
+            return
+        await self.send(protocol.heartbeat(head_seq=head_seq))
+
+    async def close_unauthenticated(self) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # --- replay -------------------------------------------------------------------
+
+    def _start_catch_up(self) -> None:
+        if self.catch_up_task is None or self.catch_up_task.done():
+            self.catch_up_task = asyncio.create_task(self.resume(self.sent_seq))
+
+    async def resume(self, since: int) -> None:
+        """Send one page after `since`, then `synced`; repeat while pushes arrived meanwhile."""
+        async with self.sync_lock:
+            self.live = False
+            self.acked_seq = min(self.acked_seq, since)
+            while not self.closed:
+                page = await database_sync_to_async(selectors.replay_page)(self.user_id, since=since, limit=self.settings.replay_page_size)
+                if page.reset_reason:
+                    await self.send(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq))
+                else:
+                    for frame in page.frames:
+                        await self.send(frame)
+                    await self.send(protocol.synced(head_seq=page.head_seq, replayed=len(page.frames), more=page.more))
+                self.sent_seq = page.last_seq
+                if page.more:
+                    return  # the client asks for the next page with `resume`
+                self.live = True
+                if self.pending_max <= self.sent_seq:
+                    return
+                since = self.sent_seq
+
+    # --- from the client --------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return
+        if text_data is None:
+            await self.send(protocol.error("bad_frame", "binary frames are not supported; send JSON text"))
+            return
+        if len(text_data) > self.settings.max_frame_bytes:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self._take_token():
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return
+        try:
+            frame = protocol.parse(text_data)
+        except FrameError as e:
+            await self.send(protocol.error(e.code, e.message, e.ref))
+            return
+        try:
+            await self.handle(frame)
+        except ServiceError as e:
+            if frame.ref is not None:
+                await self.send(protocol.reply(frame.ref, ok=False, error=e.code, message=e.message))
+            else:
+                await self.send(protocol.error(e.code, e.message))
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(
+            float(self.settings.client_frame_burst), self.tokens + (now - self.tokens_at) * self.settings.client_frames_per_second
+        )
+        self.tokens_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def handle(self, frame: ClientFrame) -> None:
+        extra: dict[str, Any] = {}
+        if isinstance(frame, Ping):
+            await self.send(protocol.pong(frame.ref))
+            return
+        if isinstance(frame, Resume):
+            await self.resume(frame.since)
+        elif isinstance(frame, Ack):
+            await self.ack(frame.seq)
+        elif isinstance(frame, Read):
+            result = await database_sync_to_async(services.mark_read)(user_id=self.user_id, ids=frame.ids, everything=frame.all)
+            extra["unread"] = result.unread
+        elif isinstance(frame, Subscribe):
+            await database_sync_to_async(services.subscribe)(user_id=self.user_id, slug=frame.topic)
+        elif isinstance(frame, Unsubscribe):
+            await database_sync_to_async(services.unsubscribe)(user_id=self.user_id, slug=frame.topic)
+        if frame.ref is not None:
+            await self.send(protocol.reply(frame.ref, **extra))
+
+    async def ack(self, seq: int) -> None:
+        seq = min(seq, self.sent_seq)
+        self.acked_seq = max(self.acked_seq, seq)
+        if seq > self.recorded_ack:
+            self.recorded_ack = seq
+            await database_sync_to_async(services.ack)(user_id=self.user_id, seq=seq)

@@ -1,0 +1,220 @@
+"""The only module that touches the channel layer: pushes out, and each process's hub in.
+
+One push per publish, not one per socket: every server process keeps one
+channel in the NODES group and fans each push out in process to the sockets
+of the recipients it holds (docs/decisions/0001-node-fanout.md). Pushes are
+signals; if one is dropped (capacity, expiry, Redis restart) the heartbeat's
+head_seq check replays from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from . import auth, conf, presence, protocol
+from .models import Notification, Topic
+
+log = logging.getLogger(__name__)
+
+NODES_GROUP = "notifications.nodes"
+CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
+GROUP_REFRESH_SECONDS = 3600  # channels-redis forgets group members after group_expiry (a day)
+
+
+# --- out: called from services, after commit ---------------------------------
+
+
+def notifications_created(rows: Sequence[Notification], *, redelivery: bool = False) -> None:
+    if not rows:
+        return
+    slugs = _topic_slugs({n.topic_id for n in rows if n.topic_id})
+    items = [[n.recipient_id, n.seq, protocol.encode(_frame(n, slugs))] for n in rows]
+    for start in range(0, len(items), CHUNK):
+        _send({"type": "node.deliver", "items": items[start : start + CHUNK], "redelivery": redelivery})
+
+
+def read_changed(user_id: int, *, ids: list[int], up_to_seq: int | None, unread: int) -> None:
+    frame = protocol.read_event(ids=ids, up_to_seq=up_to_seq, unread=unread)
+    _send({"type": "node.user_event", "user": user_id, "frame": protocol.encode(frame)})
+
+
+def unread_changed(user_id: int, *, ids: list[int], unread: int) -> None:
+    _send({"type": "node.user_event", "user": user_id, "frame": protocol.encode({"type": "unread", "ids": ids, "unread": unread})})
+
+
+def _frame(n: Notification, slugs: dict[int, str]) -> dict[str, Any]:
+    from .selectors import frame_dict
+
+    return frame_dict(n, slugs.get(n.topic_id) if n.topic_id else None)
+
+
+def _topic_slugs(topic_ids: set[int]) -> dict[int, str]:
+    return dict(Topic.objects.filter(id__in=topic_ids).values_list("id", "slug")) if topic_ids else {}
+
+
+def _send(message: dict[str, Any]) -> None:
+    """Never raises: the rows are committed, and a lost push is recovered by heartbeat and resume."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(NODES_GROUP, message)
+    except Exception:
+        log.exception("push through the channel layer failed; clients will catch up on heartbeat")
+
+
+# --- in: one hub per event loop (per server process) ---------------------------
+
+
+class Listener(Protocol):
+    """What the hub needs of a connected socket (the consumer)."""
+
+    user_id: int
+    credential: tuple[str, str]
+
+    async def push_notification(self, seq: int, text: str, redelivery: bool) -> None: ...
+    async def push_event(self, text: str) -> None: ...
+    async def on_heartbeat(self, head_seq: int) -> None: ...
+    async def close_unauthenticated(self) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.listeners: dict[int, set[Listener]] = defaultdict(set)
+        self.pushes_sent = 0
+        self.started_at = time.monotonic()
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connections(self) -> int:
+        return sum(len(s) for s in self.listeners.values())
+
+    async def attach(self, listener: Listener) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._receive_loop()),
+                asyncio.create_task(self._heartbeat_loop()),
+                asyncio.create_task(self._report_loop()),
+            ]
+        self.listeners[listener.user_id].add(listener)
+        await self._ready.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._ready.clear()
+
+    def detach(self, listener: Listener) -> None:
+        group = self.listeners.get(listener.user_id)
+        if group is not None:
+            group.discard(listener)
+            if not group:
+                del self.listeners[listener.user_id]
+
+    async def _receive_loop(self) -> None:
+        layer = get_channel_layer()
+        backoff = 0.1
+        while True:
+            try:
+                channel = await layer.new_channel("node")
+                await layer.group_add(NODES_GROUP, channel)
+                self._ready.set()
+                joined_at = time.monotonic()
+                while True:
+                    message = await layer.receive(channel)
+                    await self.dispatch(message)
+                    backoff = 0.1
+                    if time.monotonic() - joined_at > GROUP_REFRESH_SECONDS:
+                        await layer.group_add(NODES_GROUP, channel)
+                        joined_at = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis away: keep sockets up, retry; heartbeats replay what was missed.
+                log.exception("hub lost the channel layer; retrying in %.1fs", backoff)
+                self._ready.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "node.deliver":
+            redelivery = bool(message.get("redelivery"))
+            for user_id, seq, text in message["items"]:
+                for listener in tuple(self.listeners.get(user_id, ())):
+                    await listener.push_notification(seq, text, redelivery)
+                    self.pushes_sent += 1
+        elif kind == "node.user_event":
+            for listener in tuple(self.listeners.get(message["user"], ())):
+                await listener.push_event(message["frame"])
+
+    def report(self) -> presence.NodeReport:
+        users = {uid: len(group) for uid, group in self.listeners.items()}
+        return presence.NodeReport(presence.NODE_ID, time.time(), sum(users.values()), self.pushes_sent, users)
+
+    async def _report_loop(self) -> None:
+        client = presence.async_client()
+        try:
+            while True:
+                try:
+                    await presence.publish(self.report(), client)
+                except Exception:
+                    log.warning("presence report failed", exc_info=True)
+                await asyncio.sleep(presence.REPORT_SECONDS)
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await presence.withdraw(presence.NODE_ID, client)
+                    await client.aclose()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = conf.get().heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def beat(self) -> None:
+        """One query for every local user's head seq, one check of every credential."""
+        listeners = [listener for group in self.listeners.values() for listener in group]
+        if not listeners:
+            return
+        credentials = {listener.credential for listener in listeners}
+        heads, invalid = await database_sync_to_async(_heartbeat_state)(list(self.listeners), credentials)
+        for listener in listeners:
+            if listener.credential in invalid:
+                await listener.close_unauthenticated()
+            else:
+                await listener.on_heartbeat(heads.get(listener.user_id, 0))
+
+
+def _heartbeat_state(user_ids: list[int], credentials: Iterable[tuple[str, str]]) -> tuple[dict[int, int], set[tuple[str, str]]]:
+    from .selectors import heads
+
+    return heads(user_ids), auth.invalid_credentials(credentials)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """The hub of the running event loop (one per server process; one per test loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]

@@ -1,0 +1,26 @@
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from notifications import auth
+from notifications.errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = "Issue an API token for USERNAME and print its secret once (only a hash is stored)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--scopes", default="publish,read", help="comma-separated: publish, read")
+        parser.add_argument("--name", default="", help="what the token is for")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = get_user_model().objects.filter(username=options["username"]).first()
+        if user is None:
+            raise CommandError(f"no user {options['username']!r}")
+        try:
+            issued = auth.issue_token(user=user, scopes=options["scopes"].split(","), name=options["name"])
+        except ServiceError as e:
+            raise CommandError(e.message) from e
+        self.stdout.write(issued.secret)

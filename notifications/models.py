@@ -1,0 +1,126 @@
+"""Fields, constraints and indexes. Behaviour lives in services.py and selectors.py."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Level(models.TextChoices):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class UserStream(models.Model):
+    """A user's sequence counter and unread count, locked to allocate seqs.
+
+    head_seq is the last seq handed out; unread is maintained by every write in
+    services.py inside the same transaction; pruned_seq is the highest seq
+    removed by retention (a resume from below it gets `reset`).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    head_seq = models.BigIntegerField(default=0)
+    unread = models.BigIntegerField(default=0)
+    pruned_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"stream of user {self.user_id}: head {self.head_seq}, unread {self.unread}"
+
+
+class Topic(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    public = models.BooleanField(default=True, help_text="Anyone may subscribe; otherwise only staff can add subscribers.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Subscription(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_subscriptions")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    muted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["topic", "user"], name="subscription_unique_topic_user")]
+        indexes = [models.Index(fields=["user"], name="subscription_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} -> {self.topic_id}"
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    seq = models.BigIntegerField(editable=False)
+    topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications")
+    kind = models.CharField(max_length=64, default="message")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True, max_length=4000)
+    data = models.JSONField(default=dict, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    level = models.CharField(max_length=16, choices=Level.choices, default=Level.INFO)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # NULL, not "", for "no key": the unique (key, recipient) constraint only covers real keys.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        constraints = [
+            # Also the index behind replay and inbox pages (recipient, seq range).
+            models.UniqueConstraint(fields=["recipient", "seq"], name="notification_unique_recipient_seq"),
+            # Key first, so that a retry finds its earlier result by key alone.
+            models.UniqueConstraint(
+                fields=["idempotency_key", "recipient"],
+                condition=Q(idempotency_key__isnull=False),
+                name="notification_unique_key_recipient",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "seq"], condition=Q(read_at__isnull=True), name="notification_unread"),
+            models.Index(fields=["recipient", "seq"], condition=Q(delivered_at__isnull=True), name="notification_undelivered"),
+            models.Index(fields=["topic", "created_at"], name="notification_topic_created"),
+            models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="notification_expiring"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} to {self.recipient_id}: {self.title}"
+
+
+class Scope(models.TextChoices):
+    PUBLISH = "publish"
+    READ = "read"
+
+
+class ApiToken(models.Model):
+    """A service's bearer token. Only a SHA-256 of the secret is kept; the prefix identifies it in lists."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user_id})"
+
+
+class WsTicket(models.Model):
+    """A single-use, short-lived ticket for `?ticket=` on the WebSocket (kept hashed)."""
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"ticket for {self.user_id} until {self.expires_at}"

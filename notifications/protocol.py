@@ -1,0 +1,191 @@
+"""WebSocket protocol v1: client frames parsed against an allow-list, server frames built.
+
+A client's `type` is only ever looked up in CLIENT_FRAMES; it never reaches
+Channels' dispatch, so a client cannot call a consumer method by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+PROTOCOL_VERSION = 1
+MAX_READ_IDS = 1000
+MAX_REF_LENGTH = 64
+MAX_SEQ = 2**62
+SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+
+Ref = str | int | None
+
+
+class FrameError(Exception):
+    """A client frame we cannot accept; becomes an `error` frame, the socket stays up."""
+
+    def __init__(self, code: str, message: str, ref: Ref = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+@dataclass(frozen=True)
+class Resume:
+    since: int
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
+class Ack:
+    seq: int
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
+class Read:
+    ids: tuple[int, ...]
+    all: bool
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    topic: str
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    topic: str
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    ref: Ref = None
+
+
+ClientFrame = Resume | Ack | Read | Subscribe | Unsubscribe | Ping
+
+
+def _seq(frame: dict[str, Any], field: str, ref: Ref) -> int:
+    value = frame.get(field)
+    # bool is an int in Python; `true` is not a seq.
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+        raise FrameError("invalid_field", f"'{field}' must be a non-negative integer", ref)
+    return value
+
+
+def _topic(frame: dict[str, Any], ref: Ref) -> str:
+    value = frame.get("topic")
+    if not isinstance(value, str) or not SLUG_RE.match(value):
+        raise FrameError("invalid_field", "'topic' must be a topic slug", ref)
+    return value
+
+
+def _read(frame: dict[str, Any], ref: Ref) -> Read:
+    if frame.get("all") is True:
+        return Read(ids=(), all=True, ref=ref)
+    ids = frame.get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise FrameError("invalid_field", "'read' needs a non-empty 'ids' list or 'all': true", ref)
+    if len(ids) > MAX_READ_IDS:
+        raise FrameError("invalid_field", f"at most {MAX_READ_IDS} ids per 'read'", ref)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_SEQ for i in ids):
+        raise FrameError("invalid_field", "'ids' must be positive integers", ref)
+    return Read(ids=tuple(ids), all=False, ref=ref)
+
+
+def _ref(frame: dict[str, Any]) -> Ref:
+    ref = frame.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)) or len(str(ref)) > MAX_REF_LENGTH:
+        raise FrameError("invalid_field", f"'ref' must be a string or integer of at most {MAX_REF_LENGTH} characters")
+    return ref
+
+
+def parse(text: str) -> ClientFrame:
+    """Parse one client text frame or raise FrameError."""
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise FrameError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise FrameError("bad_frame", "frame must be a JSON object")
+    ref = _ref(frame)
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise FrameError("bad_frame", "frame needs a string 'type'", ref)
+    if kind == "resume":
+        return Resume(since=_seq(frame, "since", ref), ref=ref)
+    if kind == "ack":
+        return Ack(seq=_seq(frame, "seq", ref), ref=ref)
+    if kind == "read":
+        return _read(frame, ref)
+    if kind == "subscribe":
+        return Subscribe(topic=_topic(frame, ref), ref=ref)
+    if kind == "unsubscribe":
+        return Unsubscribe(topic=_topic(frame, ref), ref=ref)
+    if kind == "ping":
+        return Ping(ref=ref)
+    raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}", ref)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def welcome(*, user_id: int, head_seq: int, unread: int, heartbeat_s: int) -> str:
+    return encode(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "user": user_id,
+            "head_seq": head_seq,
+            "unread": unread,
+            "heartbeat_s": heartbeat_s,
+        }
+    )
+
+
+def synced(*, head_seq: int, replayed: int, more: bool) -> str:
+    return encode({"type": "synced", "head_seq": head_seq, "replayed": replayed, "more": more})
+
+
+def reset(*, reason: str, head_seq: int) -> str:
+    return encode({"type": "reset", "reason": reason, "head_seq": head_seq})
+
+
+def heartbeat(*, head_seq: int) -> str:
+    return encode({"type": "heartbeat", "head_seq": head_seq})
+
+
+def reply(ref: Ref, *, ok: bool = True, error: str | None = None, **extra: Any) -> str:
+    frame: dict[str, Any] = {"type": "reply", "ref": ref, "ok": ok, **extra}
+    if error is not None:
+        frame["error"] = error
+    return encode(frame)
+
+
+def error(code: str, message: str, ref: Ref = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+def pong(ref: Ref = None) -> str:
+    return encode({"type": "pong", "ref": ref} if ref is not None else {"type": "pong"})
+
+
+def read_event(*, ids: list[int] | None, up_to_seq: int | None, unread: int) -> dict[str, Any]:
+    """The `read` frame as a dict: it travels through the channel layer before it is encoded."""
+    frame: dict[str, Any] = {"type": "read", "unread": unread}
+    if up_to_seq is not None:
+        frame["up_to_seq"] = up_to_seq
+    else:
+        frame["ids"] = ids or []
+    return frame

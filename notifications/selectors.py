@@ -1,0 +1,105 @@
+"""Reads: stream state, replay pages, inbox pages. Every query is scoped to one recipient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from . import protocol
+from .models import Notification, UserStream
+
+
+@dataclass(frozen=True)
+class StreamState:
+    head_seq: int
+    unread: int
+    pruned_seq: int
+
+
+@dataclass(frozen=True)
+class ReplayPage:
+    frames: list[str]
+    last_seq: int
+    head_seq: int
+    more: bool
+    reset_reason: str | None = None
+
+
+def stream_state(user_id: int) -> StreamState:
+    row = UserStream.objects.filter(user_id=user_id).values_list("head_seq", "unread", "pruned_seq").first()
+    return StreamState(*row) if row else StreamState(0, 0, 0)
+
+
+def heads(user_ids: list[int]) -> dict[int, int]:
+    return dict(UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "head_seq"))
+
+
+def live(queryset: QuerySet[Notification], now: datetime | None = None) -> QuerySet[Notification]:
+    """Exclude notifications whose expires_at has passed."""
+    return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now()))
+
+
+def frame_dict(n: Notification, topic_slug: str | None) -> dict[str, Any]:
+    return {
+        "type": "notification",
+        "seq": n.seq,
+        "id": n.id,
+        "topic": topic_slug,
+        "kind": n.kind,
+        "title": n.title,
+        "body": n.body,
+        "data": n.data,
+        "url": n.url,
+        "level": n.level,
+        "created_at": n.created_at,
+        "read": n.read_at is not None,
+    }
+
+
+def replay_page(user_id: int, *, since: int, limit: int) -> ReplayPage:
+    """Notifications with seq > since, oldest first, at most `limit`.
+
+    head_seq is read before the rows: every seq up to a committed head is
+    committed too (seqs are allocated under the stream's row lock), so when
+    `more` is false the client holds everything up to head_seq.
+    """
+    state = stream_state(user_id)
+    if since < state.pruned_seq:
+        return ReplayPage([], since, state.head_seq, False, reset_reason="retention")
+    if since > state.head_seq:
+        return ReplayPage([], since, state.head_seq, False, reset_reason="cursor_ahead")
+    rows = list(
+        live(Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=state.head_seq))
+        .select_related("topic")
+        .order_by("seq")[:limit]
+    )
+    more = len(rows) == limit and rows[-1].seq < state.head_seq
+    frames = [protocol.encode(frame_dict(n, n.topic.slug if n.topic else None)) for n in rows]
+    last_seq = rows[-1].seq if more else state.head_seq
+    return ReplayPage(frames, last_seq, state.head_seq, more)
+
+
+def inbox(
+    user_id: int,
+    *,
+    before: int | None = None,
+    since: int | None = None,
+    limit: int = 50,
+    unread_only: bool = False,
+    topic: str | None = None,
+) -> list[Notification]:
+    """One inbox page: newest first below `before`, or oldest first above `since`."""
+    qs = live(Notification.objects.filter(recipient_id=user_id)).select_related("topic")
+    if unread_only:
+        qs = qs.filter(read_at__isnull=True)
+    if topic:
+        qs = qs.filter(topic__slug=topic)
+    if since is not None:
+        return list(qs.filter(seq__gt=since).order_by("seq")[:limit])
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    return list(qs.order_by("-seq")[:limit])

@@ -1,0 +1,273 @@
+"""Writes. Every change to notifications, sequences and unread counts goes through here.
+
+Sequences: a user's seqs are allocated under a row lock on their UserStream,
+in the transaction that inserts the rows, so commit order is seq order. Pushes
+leave only from transaction.on_commit (events.py): a rolled-back write is never
+announced, and a push is a signal, never the record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from . import conf, events
+from .errors import NotFound, ServiceError
+from .models import Notification, Subscription, Topic, UserStream
+
+INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a notification says; validated at the edge before it gets here."""
+
+    title: str
+    body: str = ""
+    kind: str = "message"
+    data: dict[str, Any] = field(default_factory=dict)
+    url: str = ""
+    level: str = "info"
+    expires_at: datetime | None = None
+    topic_id: int | None = None
+    actor_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    recipient_id: int
+    id: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    created: bool
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    recipient_ids: Sequence[int]
+    content: Content
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    changed_ids: list[int]
+    up_to_seq: int | None
+    unread: int
+
+
+def notify(*, recipient_ids: Iterable[int], content: Content, idempotency_key: str | None = None) -> PublishResult:
+    """Store one notification per recipient and push it after commit."""
+    return publish_many([PublishRequest(list(recipient_ids), content, idempotency_key)])[0]
+
+
+def publish_to_topic(*, topic: Topic, content: Content, idempotency_key: str | None = None) -> PublishResult:
+    """Fan out to the topic's current, unmuted subscribers, in bulk statements."""
+    subscribers = list(Subscription.objects.filter(topic=topic, muted=False).values_list("user_id", flat=True))
+    topic_content = Content(**{**content.__dict__, "topic_id": topic.id})
+    return publish_many([PublishRequest(subscribers, topic_content, idempotency_key)])[0]
+
+
+def publish_many(requests: Sequence[PublishRequest]) -> list[PublishResult]:
+    """Publish several requests in one transaction: all are stored, or none."""
+    try:
+        with transaction.atomic():
+            return _publish_locked(requests)
+    except IntegrityError:
+        # A concurrent retry with the same key won the race on the unique
+        # (key, recipient) index; our transaction is gone, its result stands.
+        keys = [r.idempotency_key for r in requests if r.idempotency_key]
+        if not keys:
+            raise
+        with transaction.atomic():
+            return _publish_locked(requests)
+
+
+def _publish_locked(requests: Sequence[PublishRequest]) -> list[PublishResult]:
+    recipient_ids = sorted({uid for r in requests for uid in r.recipient_ids})
+    heads = _lock_streams(recipient_ids)
+    earlier = _earlier_results([r.idempotency_key for r in requests if r.idempotency_key])
+    fresh = [r for r in requests if not (r.idempotency_key and r.idempotency_key in earlier)]
+    rows = _allocate(fresh, heads)
+    created = Notification.objects.bulk_create(rows, batch_size=INSERT_BATCH)
+    transaction.on_commit(lambda: events.notifications_created(created))
+
+    by_request: dict[int, list[Delivery]] = defaultdict(list)
+    for index, row in zip(_request_indexes(fresh), created, strict=True):
+        by_request[index].append(Delivery(row.recipient_id, row.id, row.seq))
+    results = []
+    fresh_index = 0
+    for r in requests:
+        if r.idempotency_key and r.idempotency_key in earlier:
+            results.append(PublishResult(False, earlier[r.idempotency_key]))
+        else:
+            results.append(PublishResult(True, by_request[fresh_index]))
+            fresh_index += 1
+    return results
+
+
+def _request_indexes(requests: Sequence[PublishRequest]) -> Iterable[int]:
+    for index, r in enumerate(requests):
+        for _ in dict.fromkeys(r.recipient_ids):
+            yield index
+
+
+def _lock_streams(user_ids: list[int]) -> dict[int, int]:
+    """Lock the users' streams in id order (no deadlock between fan-outs); return their heads."""
+    if not user_ids:
+        return {}
+    heads = dict(UserStream.objects.select_for_update().filter(user_id__in=user_ids).order_by("user_id").values_list("user_id", "head_seq"))
+    missing = [uid for uid in user_ids if uid not in heads]
+    if missing:
+        known = set(get_user_model().objects.filter(id__in=missing).values_list("id", flat=True))
+        unknown = sorted(set(missing) - known)
+        if unknown:
+            raise ServiceError("unknown_recipient", f"no such user: {', '.join(map(str, unknown[:10]))}", status=404)
+        UserStream.objects.bulk_create([UserStream(user_id=uid) for uid in missing], ignore_conflicts=True)
+        heads.update(
+            UserStream.objects.select_for_update().filter(user_id__in=missing).order_by("user_id").values_list("user_id", "head_seq")
+        )
+    return heads
+
+
+def _earlier_results(keys: list[str]) -> dict[str, list[Delivery]]:
+    if not keys:
+        return {}
+    found: dict[str, list[Delivery]] = defaultdict(list)
+    for key, recipient_id, id_, seq in (
+        Notification.objects.filter(idempotency_key__in=keys).order_by("id").values_list("idempotency_key", "recipient_id", "id", "seq")
+    ):
+        found[str(key)].append(Delivery(recipient_id, id_, seq))
+    return dict(found)
+
+
+def _allocate(requests: Sequence[PublishRequest], heads: dict[int, int]) -> list[Notification]:
+    """Build the rows with their seqs and advance every stream, one UPDATE per distinct count."""
+    now = timezone.now()
+    next_seq = dict(heads)
+    rows = []
+    for r in requests:
+        c = r.content
+        for uid in dict.fromkeys(r.recipient_ids):
+            next_seq[uid] += 1
+            rows.append(
+                Notification(
+                    recipient_id=uid, seq=next_seq[uid], topic_id=c.topic_id, kind=c.kind, title=c.title, body=c.body,
+                    data=c.data, url=c.url, level=c.level, actor_id=c.actor_id, created_at=now,
+                    expires_at=c.expires_at, idempotency_key=r.idempotency_key,
+                )
+            )  # fmt: skip
+    users_by_count: dict[int, list[int]] = defaultdict(list)
+    for uid, count in Counter(row.recipient_id for row in rows).items():
+        users_by_count[count].append(uid)
+    for count, uids in users_by_count.items():
+        UserStream.objects.filter(user_id__in=uids).update(head_seq=F("head_seq") + count, unread=F("unread") + count)
+    return rows
+
+
+def mark_read(*, user_id: int, ids: Sequence[int] = (), everything: bool = False) -> ReadResult:
+    """Mark the user's notifications read (ids not theirs are ignored) and tell every device."""
+    with transaction.atomic():
+        stream = _locked_stream(user_id)
+        unread = Notification.objects.filter(recipient_id=user_id, read_at__isnull=True)
+        if everything:
+            changed: list[int] = []
+            count = unread.filter(seq__lte=stream.head_seq).update(read_at=timezone.now())
+            up_to_seq: int | None = stream.head_seq
+        else:
+            changed = list(unread.filter(id__in=ids).values_list("id", flat=True))
+            count = Notification.objects.filter(id__in=changed).update(read_at=timezone.now())
+            up_to_seq = None
+        result = _adjust_unread(stream, -count, changed, up_to_seq)
+        if count:
+            transaction.on_commit(lambda: events.read_changed(user_id, ids=result.changed_ids, up_to_seq=up_to_seq, unread=result.unread))
+    return result
+
+
+def mark_unread(*, user_id: int, ids: Sequence[int]) -> ReadResult:
+    with transaction.atomic():
+        stream = _locked_stream(user_id)
+        changed = list(Notification.objects.filter(recipient_id=user_id, id__in=ids, read_at__isnull=False).values_list("id", flat=True))
+        count = Notification.objects.filter(id__in=changed).update(read_at=None)
+        result = _adjust_unread(stream, count, changed, None)
+        if count:
+            transaction.on_commit(lambda: events.unread_changed(user_id, ids=changed, unread=result.unread))
+    return result
+
+
+def _locked_stream(user_id: int) -> UserStream:
+    stream = UserStream.objects.select_for_update().filter(user_id=user_id).first()
+    return stream or UserStream.objects.get_or_create(user_id=user_id)[0]
+
+
+def _adjust_unread(stream: UserStream, delta: int, changed: list[int], up_to_seq: int | None) -> ReadResult:
+    if delta:
+        UserStream.objects.filter(pk=stream.pk).update(unread=F("unread") + delta)
+    return ReadResult(changed, up_to_seq, stream.unread + delta)
+
+
+def ack(*, user_id: int, seq: int) -> int:
+    """Cumulative ack: the device holds everything up to seq. Returns how many were first deliveries."""
+    return Notification.objects.filter(recipient_id=user_id, seq__lte=seq, delivered_at__isnull=True).update(delivered_at=timezone.now())
+
+
+def delete_notifications(ids: Sequence[int]) -> int:
+    """Delete notifications (any recipients), keeping every unread counter exact."""
+    with transaction.atomic():
+        return _delete_and_recount(Notification.objects.filter(id__in=ids))
+
+
+def prune(*, now: datetime | None = None) -> int:
+    """Delete expired notifications and those older than retention; remember the highest pruned seq."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=conf.get().retention_days)
+    doomed = Notification.objects.filter(created_at__lt=cutoff) | Notification.objects.filter(expires_at__lt=now)
+    with transaction.atomic():
+        old: dict[int, int] = defaultdict(int)
+        for uid, seq in Notification.objects.filter(created_at__lt=cutoff).values_list("recipient_id", "seq"):
+            old[uid] = max(old[uid], seq)
+        for uid, seq in old.items():
+            UserStream.objects.filter(user_id=uid, pruned_seq__lt=seq).update(pruned_seq=seq)
+        return _delete_and_recount(doomed)
+
+
+def _delete_and_recount(queryset: QuerySet[Notification]) -> int:
+    """Delete rows under their streams' locks, so no concurrent read mark skews the counters."""
+    _lock_streams(sorted(set(queryset.values_list("recipient_id", flat=True))))
+    unread_lost = Counter(queryset.filter(read_at__isnull=True).values_list("recipient_id", flat=True))
+    for uid, lost in unread_lost.items():
+        UserStream.objects.filter(user_id=uid).update(unread=F("unread") - lost)
+    deleted, _ = queryset.delete()
+    return int(deleted)
+
+
+def redeliver(ids: Sequence[int]) -> int:
+    """Push stored notifications again to their recipients' live sockets."""
+    rows = list(Notification.objects.filter(id__in=ids).select_related("topic").order_by("recipient_id", "seq"))
+    events.notifications_created(rows, redelivery=True)
+    return len(rows)
+
+
+def subscribe(*, user_id: int, slug: str, allow_private: bool = False) -> Subscription:
+    topic = Topic.objects.filter(slug=slug).first()
+    if topic is None or not (topic.public or allow_private):
+        raise NotFound("not_found", f"no topic {slug!r}")
+    subscription, _ = Subscription.objects.get_or_create(user_id=user_id, topic=topic)
+    return subscription
+
+
+def unsubscribe(*, user_id: int, slug: str) -> bool:
+    deleted, _ = Subscription.objects.filter(user_id=user_id, topic__slug=slug).delete()
+    return bool(deleted)

@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django (static files included), WebSocket through the notification consumer."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# Django must be set up before the consumer's imports touch the models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from notifications.auth import WebsocketAuthMiddleware  # noqa: E402
+from notifications.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        # One process serves the page, its client.js and the socket; put a CDN
+        # or proxy in front for heavy static traffic.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,196 @@
+"""Services and selectors on the real database: sequences, fan-out, idempotency, read state, retention."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from notifications import selectors, services
+from notifications.errors import NotFound, ServiceError
+from notifications.models import Notification, Subscription, Topic, UserStream
+
+pytestmark = pytest.mark.django_db
+
+
+def content(title: str = "hello", **extra: Any) -> services.Content:
+    return services.Content(title=title, **extra)
+
+
+def unread_rows(user: Any) -> int:
+    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def test_notify_allocates_consecutive_seqs_per_user(make_user: Any) -> None:
+    a, b = make_user(), make_user()
+    first = services.notify(recipient_ids=[a.id, b.id], content=content())
+    second = services.notify(recipient_ids=[a.id], content=content())
+    assert [(d.recipient_id, d.seq) for d in first.deliveries] == [(a.id, 1), (b.id, 1)]
+    assert [d.seq for d in second.deliveries] == [2]
+    assert selectors.stream_state(a.id).head_seq == 2
+    assert selectors.stream_state(a.id).unread == 2
+
+
+def test_notify_unknown_recipient_writes_nothing(user: Any) -> None:
+    with pytest.raises(ServiceError) as e:
+        services.notify(recipient_ids=[user.id, 999_999], content=content())
+    assert e.value.code == "unknown_recipient"
+    assert Notification.objects.count() == 0
+    assert selectors.stream_state(user.id).head_seq == 0
+
+
+def test_idempotency_key_returns_first_result_and_writes_nothing(user: Any) -> None:
+    first = services.notify(recipient_ids=[user.id], content=content(), idempotency_key="k1")
+    again = services.notify(recipient_ids=[user.id], content=content("other"), idempotency_key="k1")
+    assert first.created and not again.created
+    assert again.deliveries == first.deliveries
+    assert Notification.objects.count() == 1
+
+
+def test_topic_fan_out_reaches_unmuted_subscribers_in_bulk(make_user: Any, django_assert_max_num_queries: Any) -> None:
+    topic = Topic.objects.create(slug="deploys", title="Deploys")
+    users = [make_user() for _ in range(30)]
+    for u in users:
+        Subscription.objects.create(user=u, topic=topic)
+    Subscription.objects.filter(user=users[0]).update(muted=True)
+    services.notify(recipient_ids=[u.id for u in users], content=content("warm up"))  # streams exist now
+    with django_assert_max_num_queries(8):  # not one per subscriber
+        result = services.publish_to_topic(topic=topic, content=content("v2 is out"))
+    assert sorted(d.recipient_id for d in result.deliveries) == sorted(u.id for u in users[1:])
+    assert {d.seq for d in result.deliveries} == {2}
+    assert Notification.objects.filter(topic=topic).count() == 29
+
+
+def test_mark_read_by_ids_ignores_other_users_rows(make_user: Any) -> None:
+    a, b = make_user(), make_user()
+    mine = services.notify(recipient_ids=[a.id], content=content()).deliveries[0]
+    theirs = services.notify(recipient_ids=[b.id], content=content()).deliveries[0]
+    result = services.mark_read(user_id=a.id, ids=[mine.id, theirs.id])
+    assert result.changed_ids == [mine.id]
+    assert result.unread == 0
+    assert Notification.objects.get(id=theirs.id).read_at is None
+    assert selectors.stream_state(b.id).unread == 1
+
+
+def test_mark_read_all_and_unread_keep_the_counter_exact(user: Any) -> None:
+    ids = [services.notify(recipient_ids=[user.id], content=content(f"n{i}")).deliveries[0].id for i in range(5)]
+    services.mark_read(user_id=user.id, ids=ids[:2])
+    assert selectors.stream_state(user.id).unread == 3 == unread_rows(user)
+    result = services.mark_read(user_id=user.id, everything=True)
+    assert result.up_to_seq == 5 and result.unread == 0 == unread_rows(user)
+    services.mark_unread(user_id=user.id, ids=ids[:1])
+    assert selectors.stream_state(user.id).unread == 1 == unread_rows(user)
+    services.delete_notifications(ids[:1])
+    assert selectors.stream_state(user.id).unread == 0 == unread_rows(user)
+
+
+def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
+    a, b = make_user(), make_user()
+    for _ in range(3):
+        services.notify(recipient_ids=[a.id, b.id], content=content())
+    assert services.ack(user_id=a.id, seq=2) == 2
+    assert services.ack(user_id=a.id, seq=2) == 0
+    assert Notification.objects.filter(recipient=a, delivered_at__isnull=False).count() == 2
+    assert Notification.objects.filter(recipient=b, delivered_at__isnull=False).count() == 0
+
+
+def test_replay_pages_and_reset(user: Any) -> None:
+    for i in range(7):
+        services.notify(recipient_ids=[user.id], content=content(f"n{i}"))
+    page = selectors.replay_page(user.id, since=0, limit=3)
+    assert (len(page.frames), page.last_seq, page.more) == (3, 3, True)
+    page = selectors.replay_page(user.id, since=6, limit=3)
+    assert (len(page.frames), page.last_seq, page.more) == (1, 7, False)
+    assert selectors.replay_page(user.id, since=99, limit=3).reset_reason == "cursor_ahead"
+    Notification.objects.filter(recipient=user, seq__lte=4).update(created_at=timezone.now() - timedelta(days=400))
+    services.prune()
+    assert UserStream.objects.get(user=user).pruned_seq == 4
+    assert selectors.replay_page(user.id, since=2, limit=3).reset_reason == "retention"
+    assert selectors.replay_page(user.id, since=4, limit=10).last_seq == 7
+    assert selectors.stream_state(user.id).unread == unread_rows(user) == 3
+
+
+def test_expired_notifications_are_not_replayed(user: Any) -> None:
+    services.notify(recipient_ids=[user.id], content=content("gone", expires_at=timezone.now() - timedelta(seconds=1)))
+    services.notify(recipient_ids=[user.id], content=content("here"))
+    page = selectors.replay_page(user.id, since=0, limit=10)
+    assert len(page.frames) == 1 and '"here"' in page.frames[0]
+
+
+def test_subscribe_to_private_or_missing_topic_is_not_found(user: Any) -> None:
+    Topic.objects.create(slug="secret", title="Secret", public=False)
+    for slug in ("secret", "missing"):
+        with pytest.raises(NotFound):
+            services.subscribe(user_id=user.id, slug=slug)
+    Topic.objects.create(slug="open", title="Open")
+    services.subscribe(user_id=user.id, slug="open")
+    services.subscribe(user_id=user.id, slug="open")
+    assert Subscription.objects.filter(user=user).count() == 1
+    assert services.unsubscribe(user_id=user.id, slug="open") is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_notify_gives_gapless_seqs(user: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are what is under test; they need PostgreSQL")
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(250):
+                services.notify(recipient_ids=[user.id], content=content())
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    seqs = sorted(Notification.objects.filter(recipient=user).values_list("seq", flat=True))
+    assert seqs == list(range(1, 1001))
+    assert selectors.stream_state(user.id).head_seq == 1000 == selectors.stream_state(user.id).unread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_topic_fan_out_racing_direct_notify_gives_gapless_seqs(make_user: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are what is under test; they need PostgreSQL")
+    topic = Topic.objects.create(slug="race", title="Race")
+    users = [make_user() for _ in range(20)]
+    for u in users:
+        Subscription.objects.create(user=u, topic=topic)
+    errors: list[BaseException] = []
+
+    def run(fn: Any) -> None:
+        try:
+            for _ in range(50):
+                fn()
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+        finally:
+            connection.close()
+
+    jobs = [
+        lambda: services.publish_to_topic(topic=topic, content=content("fan")),
+        lambda: services.publish_to_topic(topic=topic, content=content("fan")),
+        lambda: services.notify(recipient_ids=[u.id for u in reversed(users)], content=content("direct")),
+        lambda: services.notify(recipient_ids=[users[0].id], content=content("one")),
+    ]
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for u in users:
+        seqs = sorted(Notification.objects.filter(recipient=u).values_list("seq", flat=True))
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) == (200 if u == users[0] else 150)
