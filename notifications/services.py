@@ -80,6 +80,12 @@ def publish_to_topic(*, topic: Topic, content: Content, idempotency_key: str | N
     return publish_many([PublishRequest(subscribers, topic_content, idempotency_key)])[0]
 
 
+def publish_to_everyone(*, content: Content, idempotency_key: str | None = None) -> PublishResult:
+    """Every active user gets it: the operator's broadcast."""
+    user_ids = list(get_user_model().objects.filter(is_active=True).order_by("id").values_list("id", flat=True))
+    return publish_many([PublishRequest(user_ids, content, idempotency_key)])[0]
+
+
 def publish_many(requests: Sequence[PublishRequest]) -> list[PublishResult]:
     """Publish several requests in one transaction: all are stored, or none."""
     try:

@@ -1,5 +1,8 @@
-"""HTTP routes of the app: the API (api.py), health, and the dashboard (views.py)."""
+"""HTTP routes of the app: the API, health and metrics (api_urls.py), and the dashboard (web_urls.py)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import include, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns = [
+    path("", include("notifications.api_urls")),
+    path("", include("notifications.web_urls")),
+]

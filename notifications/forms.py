@@ -1,0 +1,60 @@
+"""The compose form, shared by the dashboard's /compose and the admin's Compose page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from . import services
+from .models import Level, Topic
+
+
+class ComposeForm(forms.Form):
+    AUDIENCES = [("users", "Users"), ("topic", "Topic subscribers"), ("everyone", "Everyone")]
+
+    audience = forms.ChoiceField(choices=AUDIENCES, initial="users")
+    usernames = forms.CharField(required=False, help_text="Comma-separated usernames")
+    topic = forms.ModelChoiceField(queryset=Topic.objects.order_by("slug"), required=False, to_field_name="slug")
+    title = forms.CharField(max_length=200)
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=4000)
+    url = forms.CharField(required=False, max_length=2000, help_text="http(s) URL or a path starting with /")
+    level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
+
+    def clean_url(self) -> str:
+        url: str = self.cleaned_data.get("url", "").strip()
+        if url and not (url.startswith(("http://", "https://")) or (url.startswith("/") and not url.startswith("//"))):
+            raise forms.ValidationError("Only http(s) URLs or relative paths starting with / are allowed.")
+        return url
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        audience = data.get("audience")
+        if audience == "users":
+            names = [n.strip() for n in (data.get("usernames") or "").split(",") if n.strip()]
+            if not names:
+                self.add_error("usernames", "Name at least one user.")
+            else:
+                found = dict(get_user_model().objects.filter(username__in=names, is_active=True).values_list("username", "id"))
+                missing = [n for n in names if n not in found]
+                if missing:
+                    self.add_error("usernames", f"No such user: {', '.join(missing)}")
+                data["recipient_ids"] = [found[n] for n in names if n in found]
+        elif audience == "topic" and not data.get("topic"):
+            self.add_error("topic", "Choose a topic.")
+        return data
+
+    def publish(self, *, actor_id: int | None) -> services.PublishResult:
+        """Send what the valid form describes, through the same services as the API."""
+        data = self.cleaned_data
+        topic: Topic | None = data.get("topic") if data["audience"] == "topic" else None
+        content = services.Content(
+            title=data["title"], body=data.get("body", ""), url=data.get("url", ""), level=data["level"],
+            actor_id=actor_id, topic_id=topic.id if topic else None,
+        )  # fmt: skip
+        if topic is not None:
+            return services.publish_to_topic(topic=topic, content=content)
+        if data["audience"] == "everyone":
+            return services.publish_to_everyone(content=content)
+        return services.notify(recipient_ids=data["recipient_ids"], content=content)
