@@ -166,4 +166,8 @@ class WebsocketAuthMiddleware:
             user = await database_sync_to_async(redeem_ticket)(query["ticket"][0])
             credential = ("user", str(user.pk)) if user is not None else ("user", "")
             return await self.app({**scope, "user": user or AnonymousUser(), "credential": credential}, receive, send)
+        if _header(scope, b"origin") is None:
+            # Not a browser (browsers always send Origin): no cookie auth without
+            # the origin check, but say 4401 rather than refuse the handshake.
+            return await self.app({**scope, "user": AnonymousUser(), "credential": ("session", "")}, receive, send)
         return await self.cookie_app(scope, receive, send)

@@ -92,6 +92,8 @@ class Hub:
         self.pushes_sent = 0
         self.started_at = time.monotonic()
         self._ready = asyncio.Event()
+        self.channel = ""
+        self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -127,17 +129,12 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                channel = await layer.new_channel("node")
-                await layer.group_add(NODES_GROUP, channel)
+                self.channel = await layer.new_channel("node")
+                await self._join()
                 self._ready.set()
-                joined_at = time.monotonic()
                 while True:
-                    message = await layer.receive(channel)
-                    await self.dispatch(message)
+                    await self.dispatch(await layer.receive(self.channel))
                     backoff = 0.1
-                    if time.monotonic() - joined_at > GROUP_REFRESH_SECONDS:
-                        await layer.group_add(NODES_GROUP, channel)
-                        joined_at = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -146,6 +143,10 @@ class Hub:
                 self._ready.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _join(self) -> None:
+        await get_channel_layer().group_add(NODES_GROUP, self.channel)
+        self.joined_at = time.monotonic()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -183,6 +184,9 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.channel and time.monotonic() - self.joined_at > GROUP_REFRESH_SECONDS:
+                    # Timer-driven: a node that hears nothing for a day must still not be forgotten.
+                    await self._join()
                 await self.beat()
             except asyncio.CancelledError:
                 raise

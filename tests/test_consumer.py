@@ -1,0 +1,408 @@
+"""Protocol v1 through the real ASGI stack (auth middleware, consumer, hub) on the Redis layer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.utils import timezone
+
+from notifications import auth, events, services
+from notifications.models import ApiToken, Notification, Topic
+from project.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 5
+
+
+@pytest.fixture(autouse=True)
+async def stop_hub() -> AsyncIterator[None]:
+    yield
+    await events.hub().stop()
+
+
+@pytest.fixture
+def fast(settings: Any) -> Any:
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "HEARTBEAT_SECONDS": 1}
+    return settings
+
+
+notify = database_sync_to_async(
+    lambda user, title="hi", **kw: services.notify(recipient_ids=[user.id], content=services.Content(title=title), **kw)
+)
+
+
+async def connect(user: Any = None, *, token: str | None = None, query: str = "", headers: list[tuple[bytes, bytes]] | None = None) -> Any:
+    if token is None and user is not None:
+        token = await database_sync_to_async(lambda: auth.issue_token(user=user, scopes=["read"]).secret)()
+    hdrs = list(headers or [])
+    if token:
+        hdrs.append((b"authorization", f"Bearer {token}".encode()))
+    path = "/ws/notifications/" + (f"?{query}" if query else "")
+    communicator = WebsocketCommunicator(application, path, headers=hdrs)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def welcome(user: Any, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    ws = await connect(user, **kw)
+    frame = await ws.receive_json_from(timeout=TIMEOUT)
+    assert frame["type"] == "welcome"
+    return ws, frame
+
+
+async def frames_until(ws: Any, kind: str) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        frame = await ws.receive_json_from(timeout=TIMEOUT)
+        out.append(frame)
+        if frame["type"] == kind:
+            return out
+
+
+async def closed_with(ws: Any) -> int:
+    message = await ws.receive_output(timeout=TIMEOUT)
+    while message["type"] != "websocket.close":
+        message = await ws.receive_output(timeout=TIMEOUT)
+    return int(message["code"])
+
+
+# --- auth ------------------------------------------------------------------------
+
+
+async def test_anonymous_is_closed_4401() -> None:
+    ws = await connect()
+    assert await closed_with(ws) == 4401
+
+
+async def test_bad_token_and_token_without_read_scope_are_closed_4401(user: Any) -> None:
+    assert await closed_with(await connect(token="ntf_nope_nope")) == 4401
+    publish_only = await database_sync_to_async(lambda: auth.issue_token(user=user, scopes=["publish"]).secret)()
+    assert await closed_with(await connect(token=publish_only)) == 4401
+
+
+async def test_welcome_comes_first_with_head_and_unread(user: Any) -> None:
+    await notify(user)
+    await notify(user)
+    ws, frame = await welcome(user)
+    assert frame == {"type": "welcome", "protocol": 1, "user": user.id, "head_seq": 2, "unread": 2, "heartbeat_s": 25}
+    await ws.disconnect()
+
+
+async def session_headers(user: Any, origin: bytes) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return [(b"cookie", cookie), (b"origin", origin), (b"host", b"localhost")]
+
+
+async def test_session_cookie_with_allowed_origin(user: Any) -> None:
+    ws, frame = await welcome(None, headers=await session_headers(user, b"http://localhost"))
+    assert frame["user"] == user.id
+    await ws.disconnect()
+
+
+async def test_session_cookie_from_a_foreign_origin_is_refused(user: Any) -> None:
+    path = "/ws/notifications/"
+    communicator = WebsocketCommunicator(application, path, headers=await session_headers(user, b"http://evil.example"))
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert not connected
+
+
+async def test_ticket_is_single_use(user: Any) -> None:
+    ticket = await database_sync_to_async(auth.issue_ticket)(user=user)
+    ws, frame = await welcome(None, query=f"ticket={ticket}")
+    assert frame["user"] == user.id
+    await ws.disconnect()
+    assert await closed_with(await connect(query=f"ticket={ticket}")) == 4401
+
+
+async def test_revoked_token_closes_open_socket_at_heartbeat(user: Any, fast: Any) -> None:
+    issued = await database_sync_to_async(auth.issue_token)(user=user, scopes=["read"])
+    ws, _ = await welcome(user, token=issued.secret)
+    await database_sync_to_async(auth.revoke_token)(issued.token)
+    assert await closed_with(ws) == 4401
+
+
+async def test_logout_closes_open_socket_at_heartbeat(user: Any, fast: Any) -> None:
+    client = Client()
+    await database_sync_to_async(client.force_login)(user)
+    headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://localhost")]
+    ws, _ = await welcome(None, headers=headers)
+    await database_sync_to_async(client.logout)()
+    assert await closed_with(ws) == 4401
+
+
+# --- delivery and replay ------------------------------------------------------------
+
+
+async def test_live_notification_frame(user: Any) -> None:
+    ws, _ = await welcome(user)
+    result = await notify(user, "Build green")
+    frame = await ws.receive_json_from(timeout=TIMEOUT)
+    assert frame["type"] == "notification"
+    assert frame["seq"] == 1 and frame["id"] == result.deliveries[0].id
+    assert frame["title"] == "Build green" and frame["read"] is False and frame["topic"] is None
+    assert set(frame) == {"type", "seq", "id", "topic", "kind", "title", "body", "data", "url", "level", "created_at", "read"}
+    await ws.disconnect()
+
+
+async def test_since_replays_then_synced(user: Any) -> None:
+    for i in range(5):
+        await notify(user, f"n{i}")
+    ws, _ = await welcome(user, query="since=2")
+    frames = await frames_until(ws, "synced")
+    assert [f["seq"] for f in frames[:-1]] == [3, 4, 5]
+    assert frames[-1] == {"type": "synced", "head_seq": 5, "replayed": 3, "more": False}
+    await notify(user, "live")
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == 6
+    await ws.disconnect()
+
+
+async def test_resume_pages_with_more(user: Any, settings: Any) -> None:
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "REPLAY_PAGE_SIZE": 2}
+    for i in range(5):
+        await notify(user, f"n{i}")
+    ws, _ = await welcome(user)
+    seqs: list[int] = []
+    since, more = 0, True
+    while more:
+        await ws.send_json_to({"type": "resume", "since": since})
+        frames = await frames_until(ws, "synced")
+        seqs += [f["seq"] for f in frames[:-1]]
+        more = frames[-1]["more"]
+        since = seqs[-1]
+    assert seqs == [1, 2, 3, 4, 5]
+    await ws.disconnect()
+
+
+async def test_reset_when_cursor_is_ahead_or_older_than_retention(user: Any) -> None:
+    for _ in range(3):
+        await notify(user)
+    ws, _ = await welcome(user, query="since=10")
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reset", "reason": "cursor_ahead", "head_seq": 3}
+    await ws.disconnect()
+
+    def age_and_prune() -> None:
+        Notification.objects.filter(recipient=user, seq__lte=2).update(created_at=timezone.now() - timedelta(days=365))
+        services.prune()
+
+    await database_sync_to_async(age_and_prune)()
+    ws, _ = await welcome(user, query="since=1")
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reset", "reason": "retention", "head_seq": 3}
+    await ws.disconnect()
+
+
+async def test_dropped_push_is_replayed_by_the_server_on_a_gap(user: Any, monkeypatch: Any) -> None:
+    ws, _ = await welcome(user)
+    with monkeypatch.context() as m:
+        m.setattr(events, "_send", lambda message: None)  # the channel layer loses seq 1's push
+        await notify(user, "lost push")
+    await notify(user, "next")
+    frames = await frames_until(ws, "synced")
+    assert [(f["seq"], f["title"]) for f in frames[:-1]] == [(1, "lost push"), (2, "next")]
+    await ws.disconnect()
+
+
+async def test_heartbeat_carries_head_and_repairs_a_dropped_push(user: Any, fast: Any, monkeypatch: Any) -> None:
+    ws, _ = await welcome(user)
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0}
+    with monkeypatch.context() as m:
+        m.setattr(events, "_send", lambda message: None)
+        await notify(user, "only the database knows")
+    frames = await frames_until(ws, "synced")
+    assert [f.get("title") for f in frames if f["type"] == "notification"] == ["only the database knows"]
+    await ws.disconnect()
+
+
+async def test_redeliver_pushes_again(user: Any) -> None:
+    ws, _ = await welcome(user)
+    result = await notify(user)
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == 1
+    await database_sync_to_async(services.redeliver)([result.deliveries[0].id])
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == 1
+    await ws.disconnect()
+
+
+async def test_slow_consumer_is_closed_4408(user: Any, settings: Any) -> None:
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "SEND_BUFFER_FRAMES": 3}
+    ws, _ = await welcome(user)
+    for _ in range(5):
+        await notify(user)
+    assert await closed_with(ws) == 4408
+
+
+# --- client frames ------------------------------------------------------------------
+
+
+async def test_ack_is_cumulative_and_only_for_the_sender(make_user: Any) -> None:
+    a, b = await database_sync_to_async(make_user)(), await database_sync_to_async(make_user)()
+    for _ in range(3):
+        await database_sync_to_async(services.notify)(recipient_ids=[a.id, b.id], content=services.Content(title="x"))
+    ws, _ = await welcome(a, query="since=0")
+    await frames_until(ws, "synced")
+    await ws.send_json_to({"type": "ack", "seq": 2, "ref": "a1"})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "a1", "ok": True}
+    delivered = await database_sync_to_async(
+        lambda: sorted(Notification.objects.filter(delivered_at__isnull=False).values_list("recipient_id", "seq"))
+    )()
+    assert delivered == [(a.id, 1), (a.id, 2)]
+    await ws.disconnect()
+
+
+async def test_read_reaches_every_device_with_unread(user: Any) -> None:
+    ids = [(await notify(user, f"n{i}")).deliveries[0].id for i in range(3)]
+    phone, _ = await welcome(user)
+    laptop, _ = await welcome(user)
+    await phone.send_json_to({"type": "read", "ids": [ids[0], 999_999], "ref": 7})
+    event = {"type": "read", "ids": [ids[0]], "unread": 2}
+    got = [await phone.receive_json_from(timeout=TIMEOUT) for _ in range(2)]  # the reply, and the event every device gets
+    assert sorted(got, key=str) == sorted([{"type": "reply", "ref": 7, "ok": True, "unread": 2}, event], key=str)
+    assert await laptop.receive_json_from(timeout=TIMEOUT) == event
+    await laptop.send_json_to({"type": "read", "all": True})
+    assert await phone.receive_json_from(timeout=TIMEOUT) == {"type": "read", "up_to_seq": 3, "unread": 0}
+    await phone.disconnect()
+    await laptop.disconnect()
+
+
+async def test_read_of_another_users_id_changes_nothing(make_user: Any) -> None:
+    a, b = await database_sync_to_async(make_user)(), await database_sync_to_async(make_user)()
+    theirs = (await notify(b)).deliveries[0].id
+    ws, _ = await welcome(a)
+    await ws.send_json_to({"type": "read", "ids": [theirs], "ref": "r"})  # nothing changes, so no event either
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "r", "ok": True, "unread": 0}
+    assert await database_sync_to_async(lambda: Notification.objects.get(id=theirs).read_at)() is None
+    await ws.disconnect()
+
+
+async def test_subscribe_and_unsubscribe(user: Any) -> None:
+    await database_sync_to_async(Topic.objects.create)(slug="deploys", title="Deploys")
+    ws, _ = await welcome(user)
+    await ws.send_json_to({"type": "subscribe", "topic": "deploys", "ref": 1})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": 1, "ok": True}
+    topic = await database_sync_to_async(Topic.objects.get)(slug="deploys")
+    await database_sync_to_async(services.publish_to_topic)(topic=topic, content=services.Content(title="v2"))
+    frame = await ws.receive_json_from(timeout=TIMEOUT)
+    assert (frame["topic"], frame["title"]) == ("deploys", "v2")
+    await ws.send_json_to({"type": "subscribe", "topic": "nope", "ref": 2})
+    reply = await ws.receive_json_from(timeout=TIMEOUT)
+    assert (reply["ok"], reply["error"]) == (False, "not_found")
+    await ws.send_json_to({"type": "subscribe", "topic": "nope"})
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["code"] == "not_found"
+    await ws.send_json_to({"type": "unsubscribe", "topic": "deploys", "ref": 3})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": 3, "ok": True}
+    await ws.disconnect()
+
+
+async def test_ping_pong(user: Any) -> None:
+    ws, _ = await welcome(user)
+    await ws.send_json_to({"type": "ping", "ref": "p"})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "pong", "ref": "p"}
+    await ws.disconnect()
+
+
+BAD_FRAMES = [
+    ("{not json", "bad_json", None),
+    ("[1, 2]", "bad_frame", None),
+    ('{"no": "type"}', "bad_frame", None),
+    ('{"type": 5}', "bad_frame", None),
+    ('{"type": "websocket_disconnect"}', "unknown_type", None),
+    ('{"type": "push_notification", "ref": "x"}', "unknown_type", "x"),
+    ('{"type": "resume"}', "invalid_field", None),
+    ('{"type": "resume", "since": "3", "ref": 1}', "invalid_field", 1),
+    ('{"type": "resume", "since": -1}', "invalid_field", None),
+    ('{"type": "ack", "seq": true}', "invalid_field", None),
+    ('{"type": "ack", "seq": 1.5}', "invalid_field", None),
+    ('{"type": "read"}', "invalid_field", None),
+    ('{"type": "read", "ids": "1,2"}', "invalid_field", None),
+    ('{"type": "read", "ids": [0]}', "invalid_field", None),
+    ('{"type": "read", "ids": [' + ",".join(["1"] * 1001) + "]}", "invalid_field", None),
+    ('{"type": "subscribe", "topic": "../x"}', "invalid_field", None),
+    ('{"type": "subscribe"}', "invalid_field", None),
+    ('{"type": "ping", "ref": {"a": 1}}', "invalid_field", None),
+    ('{"type": "ping", "ref": "' + "r" * 65 + '"}', "invalid_field", None),
+]
+
+
+@pytest.mark.parametrize(("text", "code", "ref"), BAD_FRAMES)
+async def test_bad_frames_get_an_error_and_the_socket_stays_up(user: Any, text: str, code: str, ref: Any) -> None:
+    ws, _ = await welcome(user)
+    await ws.send_to(text_data=text)
+    frame = await ws.receive_json_from(timeout=TIMEOUT)
+    assert frame["type"] == "error" and frame["code"] == code and frame.get("ref") == ref
+    assert isinstance(frame["message"], str) and frame["message"]
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
+    await ws.disconnect()
+
+
+async def test_binary_frame_gets_an_error(user: Any) -> None:
+    ws, _ = await welcome(user)
+    await ws.send_to(bytes_data=b"\x00\x01")
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["code"] == "bad_frame"
+    await ws.disconnect()
+
+
+async def test_invalid_since_query_gets_an_error_after_welcome(user: Any) -> None:
+    ws, _ = await welcome(user, query="since=abc")
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["code"] == "invalid_field"
+    await ws.disconnect()
+
+
+async def test_oversized_frame_closes_1009(user: Any, settings: Any) -> None:
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "MAX_FRAME_BYTES": 100}
+    ws, _ = await welcome(user)
+    await ws.send_to(text_data='{"type": "ping", "pad": "' + "x" * 200 + '"}')
+    assert await closed_with(ws) == 1009
+
+
+async def test_flooding_client_is_closed_4429(user: Any, settings: Any) -> None:
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "CLIENT_FRAME_BURST": 5, "CLIENT_FRAMES_PER_SECOND": 1}
+    ws, _ = await welcome(user)
+    for _ in range(7):
+        await ws.send_json_to({"type": "ping"})
+    assert await closed_with(ws) == 4429
+
+
+async def test_hub_rejoins_its_group_when_membership_would_expire(user: Any, fast: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(events, "GROUP_REFRESH_SECONDS", 0)
+    ws, _ = await welcome(user)
+    hub = events.hub()
+    first = hub.joined_at
+    await ws.receive_json_from(timeout=TIMEOUT)  # a heartbeat: the refresh ran before it
+    assert hub.joined_at > first
+    await ws.disconnect()
+
+
+async def test_token_last_used_is_recorded(user: Any) -> None:
+    issued = await database_sync_to_async(auth.issue_token)(user=user, scopes=["read"])
+    ws, _ = await welcome(user, token=issued.secret)
+    assert await database_sync_to_async(lambda: ApiToken.objects.get(pk=issued.token.pk).last_used_at)() is not None
+    await ws.disconnect()
+
+
+async def test_no_event_is_lost_while_connecting(user: Any) -> None:
+    """Publish concurrently with the handshake: every seq arrives once, in order."""
+
+    async def publish_many() -> None:
+        for i in range(20):
+            await notify(user, f"n{i}")
+
+    publisher = asyncio.create_task(publish_many())
+    ws, hello = await welcome(user, query="since=0")
+    await publisher
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < 20:
+        frame = await ws.receive_json_from(timeout=TIMEOUT)
+        if frame["type"] == "notification":
+            seqs.append(frame["seq"])
+    assert seqs == list(range(1, 21))
+    await ws.disconnect()
