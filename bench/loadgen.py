@@ -1,0 +1,306 @@
+"""One load-generator worker process: holds a share of the sockets and counts what arrives.
+
+Started by the runner as `python -m bench.loadgen`; it reads one JSON command a
+line on stdin and answers each with one JSON line on stdout. Only loopback
+URLs are accepted. Every wait is bounded by a timeout; on `close` or EOF it
+closes its sockets and exits.
+
+Each socket speaks its peer's framing (`kind`):
+  ours      protocol v1: `welcome` first, `notification` frames with a per-user
+            seq, cumulative `ack {seq}` batched every ACK_EVERY messages or
+            ACK_INTERVAL seconds, `resume`/`synced` for replay
+  channels  plain JSON text frames: `welcome`, then notifications
+  socketio  Engine.IO 4 / Socket.IO 5 over a WebSocket: open `0{..}`, connect
+            `40`, events `42["notification", {...}]`, ping `2` -> pong `3`
+  bare      plain JSON text frames, like channels
+
+A notification's publish index is `n` (ours: data.n) and the publisher's
+monotonic clock at the publish call is `t` (ours: data.t). CLOCK_MONOTONIC is
+one clock for every process on the machine, so `receipt - t` is a latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+ACK_EVERY = 50
+ACK_INTERVAL = 0.1
+CONNECT_TIMEOUT = 30.0
+
+
+def _check_loopback(url: str) -> None:
+    host = urlparse(url).hostname
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        raise ValueError(f"the load generator only talks to loopback, not {host!r}")
+
+
+class Sock:
+    """One client socket and what it has seen since the last `mark`."""
+
+    __slots__ = ("acked", "dups", "first_n", "head", "kind", "last_seq", "lat", "received", "seen_n", "synced", "unacked", "ws")
+
+    def __init__(self, ws: ClientConnection, kind: str) -> None:
+        self.ws = ws
+        self.kind = kind
+        self.last_seq = 0  # ours: highest seq held (client de-dup cursor)
+        self.acked = 0
+        self.unacked = 0
+        self.head = 0
+        self.received = 0  # distinct notifications since mark
+        self.dups = 0
+        self.seen_n: set[int] = set()
+        self.first_n = 0
+        self.lat: list[float] = []
+        self.synced: asyncio.Event = asyncio.Event()
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.socks: list[Sock] = []
+        self.dirty: set[Sock] = set()
+        self.last_receipt = 0.0
+        self.keep_latency = False
+        self.progress = asyncio.Event()
+        self.errors: list[str] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.ack_task: asyncio.Task[None] | None = None
+
+    # --- connecting -----------------------------------------------------------
+
+    async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        url: str = cmd["url"]
+        _check_loopback(url)
+        kind: str = cmd["kind"]
+        tokens: list[str | None] = cmd.get("tokens") or [None] * int(cmd["count"])
+        concurrency = int(cmd.get("concurrency", 16))
+        gate = asyncio.Semaphore(concurrency)
+        failures: list[str] = []
+        opened: list[Sock] = []
+
+        async def one(token: str | None) -> None:
+            async with gate:
+                try:
+                    opened.append(await asyncio.wait_for(self._open(url, kind, token, cmd.get("since")), CONNECT_TIMEOUT))
+                except Exception as e:
+                    failures.append(f"{type(e).__name__}: {e}"[:200])
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(t) for t in tokens))
+        t1 = time.monotonic()
+        self.socks.extend(opened)
+        if kind == "ours" and self.ack_task is None:
+            self.ack_task = asyncio.create_task(self._ack_loop())
+        return {"connected": len(opened), "failed": len(failures), "errors": failures[:3], "t0": t0, "t1": t1}
+
+    async def _open(self, url: str, kind: str, token: str | None, since: int | None) -> Sock:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        if kind == "socketio":
+            url = url + "?EIO=4&transport=websocket"
+        elif since is not None:
+            url = f"{url}?since={since}"
+        options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_queue": None, "open_timeout": CONNECT_TIMEOUT}
+        ws = await connect(url, additional_headers=headers, **options)
+        sock = Sock(ws, kind)
+        if kind == "socketio":
+            opening = await ws.recv()
+            assert isinstance(opening, str) and opening.startswith("0"), opening
+            await ws.send("40")
+            while True:
+                frame = await ws.recv()
+                if isinstance(frame, str) and frame.startswith("40"):
+                    break
+        else:
+            welcome = orjson.loads(await ws.recv())
+            if welcome.get("type") != "welcome":
+                raise RuntimeError(f"first frame is not welcome: {welcome}")
+            sock.head = int(welcome.get("head_seq", 0))
+            sock.last_seq = sock.acked = sock.head if since is None else since
+        self.tasks.append(asyncio.create_task(self._reader(sock)))
+        return sock
+
+    # --- receiving ----------------------------------------------------------------
+
+    async def _reader(self, sock: Sock) -> None:
+        ws = sock.ws
+        try:
+            async for raw in ws:
+                if sock.kind == "socketio":
+                    if raw == "2":
+                        await ws.send("3")
+                        continue
+                    if not isinstance(raw, str) or not raw.startswith("42"):
+                        continue
+                    event, payload = orjson.loads(raw[2:])[:2]
+                    if event != "notification":
+                        continue
+                    self._arrived(sock, payload["n"], payload["t"], None)
+                    continue
+                frame = orjson.loads(raw)
+                kind = frame.get("type")
+                if kind == "notification":
+                    if sock.kind == "ours":
+                        self._arrived(sock, frame["data"]["n"], frame["data"]["t"], frame["seq"])
+                    else:
+                        self._arrived(sock, frame["n"], frame["t"], None)
+                elif kind == "synced":
+                    sock.head = frame["head_seq"]
+                    if not frame.get("more"):
+                        sock.synced.set()
+                    else:
+                        await ws.send(orjson.dumps({"type": "resume", "since": sock.last_seq}).decode())
+                elif kind in {"error", "reset"}:
+                    self.errors.append(str(frame)[:200])
+        except Exception as e:  # a closed socket is reported by `expect`, as missing deliveries
+            if not isinstance(e, asyncio.CancelledError):
+                self.errors.append(f"reader: {type(e).__name__}: {e}"[:200])
+            else:
+                raise
+
+    def _arrived(self, sock: Sock, n: int, t: float, seq: int | None) -> None:
+        now = time.monotonic()
+        if seq is not None:
+            if seq <= sock.last_seq:
+                sock.dups += 1  # at-least-once: the client de-duplicates by seq
+                return
+            sock.last_seq = seq
+            sock.unacked += 1
+            if sock.unacked >= ACK_EVERY:
+                self._send_ack(sock)
+            else:
+                self.dirty.add(sock)
+        if n in sock.seen_n:
+            sock.dups += 1
+            return
+        sock.seen_n.add(n)
+        sock.received += 1
+        if self.keep_latency:
+            sock.lat.append(now - t)
+        self.last_receipt = now
+        self.progress.set()
+
+    def _send_ack(self, sock: Sock) -> None:
+        sock.unacked = 0
+        sock.acked = sock.last_seq
+        self.dirty.discard(sock)
+        task = asyncio.ensure_future(sock.ws.send(orjson.dumps({"type": "ack", "seq": sock.last_seq}).decode()))
+        task.add_done_callback(_ignore_result)
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ACK_INTERVAL)
+            for sock in list(self.dirty):
+                self._send_ack(sock)
+
+    # --- expectations -------------------------------------------------------------
+
+    def mark(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.keep_latency = bool(cmd.get("latency"))
+        for sock in self.socks:
+            sock.received = 0
+            sock.seen_n = set()
+            sock.lat = []
+            sock.dups = 0
+        self.last_receipt = 0.0
+        self.errors = []
+        return {"socks": len(self.socks)}
+
+    async def expect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Wait until every socket holds `n` notifications since `mark`, or the timeout."""
+        want = int(cmd["n"])
+        deadline = time.monotonic() + float(cmd["wait"])
+        while time.monotonic() < deadline:
+            if all(s.received >= want for s in self.socks):
+                break
+            self.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.wait(), min(0.5, max(0.01, deadline - time.monotonic())))
+        missing = sum(max(0, want - s.received) for s in self.socks)
+        lat = [x for s in self.socks for x in s.lat]
+        return {
+            "complete": missing == 0,
+            "missing": missing,
+            "delivered": sum(s.received for s in self.socks),
+            "dups": sum(s.dups for s in self.socks),
+            "last": self.last_receipt,
+            "latencies": [round(x * 1000, 3) for x in lat],
+            "errors": self.errors[:5],
+        }
+
+    async def replay(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Reconnect one user with ?since= and time until every missed one and `synced` arrived."""
+        url, token, since, want = cmd["url"], cmd["token"], int(cmd["since"]), int(cmd["n"])
+        _check_loopback(url)
+        self.mark({})
+        t0 = time.monotonic()
+        sock = await self._open(url, "ours", token, since)
+        try:
+            await asyncio.wait_for(sock.synced.wait(), float(cmd.get("wait", 30)))
+            t1 = time.monotonic()
+            ok = sock.received == want and sock.last_seq == since + want
+            self._send_ack(sock)
+        finally:
+            await sock.ws.close()
+            self.dirty.discard(sock)
+        return {"complete": ok, "received": sock.received, "dups": sock.dups, "seconds": t1 - t0, "errors": self.errors[:5]}
+
+    async def close(self) -> dict[str, Any]:
+        if self.ack_task is not None:
+            self.ack_task.cancel()
+            self.ack_task = None
+        for sock in self.dirty:
+            with contextlib.suppress(Exception):
+                await sock.ws.send(orjson.dumps({"type": "ack", "seq": sock.last_seq}).decode())
+        self.dirty.clear()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*(asyncio.wait_for(s.ws.close(), 5) for s in self.socks), return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        closed = len(self.socks)
+        self.socks, self.tasks = [], []
+        return {"closed": closed}
+
+
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def main() -> None:
+    worker = Worker()
+    out = sys.stdout
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            break
+        cmd = orjson.loads(line)
+        try:
+            name = cmd["cmd"]
+            if name == "connect":
+                reply = await worker.connect(cmd)
+            elif name == "mark":
+                reply = worker.mark(cmd)
+            elif name == "expect":
+                reply = await worker.expect(cmd)
+            elif name == "replay":
+                reply = await worker.replay(cmd)
+            elif name == "close":
+                reply = await worker.close()
+            else:
+                reply = {"error": f"unknown command {name!r}"}
+        except Exception as e:
+            reply = {"error": f"{type(e).__name__}: {e}"[:500]}
+        out.write(orjson.dumps(reply).decode() + "\n")
+        out.flush()
+    await worker.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

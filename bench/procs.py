@@ -1,0 +1,221 @@
+"""Processes the runner starts: servers under test, publishers, load-generator workers.
+
+Every process is started by this module, tracked, and killed by pid on the
+way out (also on Ctrl-C or an exception); every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PY = sys.executable
+REPLY_TIMEOUT = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status (VmRSS, kB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Env:
+    database_url: str
+    redis_url: str
+    prefix: str
+    secret_key: str = "bench-only-secret-key"
+
+    def django(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "CHANNEL_PREFIX": self.prefix,
+            "DJANGO_SECRET_KEY": self.secret_key,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def peer(self) -> dict[str, str]:
+        return {**os.environ, "BENCH_REDIS_URL": self.redis_url, "BENCH_CHANNEL_PREFIX": self.prefix + "p", "PYTHONPATH": str(ROOT)}
+
+
+@dataclass
+class Peer:
+    name: str  # ours | channels | socketio | bare
+    label: str
+    stores: bool  # persistence: only ours can replay or publish over HTTP
+
+
+PEERS = {
+    "ours": Peer("ours", "this service (daphne + PostgreSQL + Redis, acks on)", True),
+    "channels": Peer("channels", "plain Channels (daphne + channels-redis group_send)", False),
+    "socketio": Peer("socketio", "python-socketio + AsyncRedisManager (uvicorn)", False),
+    "bare": Peer("bare", "bare websockets, in-process broadcast", False),
+}
+
+
+@dataclass
+class Server:
+    peer: Peer
+    env: Env
+    port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def ws_url(self) -> str:
+        path = {"ours": "/ws/notifications/", "socketio": "/socket.io/"}.get(self.peer.name, "/ws/")
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048"
+        if self.peer.name == "ours":
+            return [PY, "-m", "daphne", "-e", endpoint, "project.asgi:application"], self.env.django()
+        if self.peer.name == "channels":
+            return [PY, "-m", "daphne", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
+        if self.peer.name == "socketio":
+            args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets", "--loop", "asyncio", "--backlog", "2048"]
+            args += ["--log-level", "warning", "--no-access-log"]
+            return [PY, "-m", "uvicorn", "bench.peers.socketio_app:app", *args], self.env.peer()
+        return [PY, "-m", "bench.peers.bare_ws", str(self.port)], self.env.peer()
+
+    async def start(self, extra_env: dict[str, str] | None = None) -> Server:
+        cmd, env = self.command()
+        OUT.mkdir(parents=True, exist_ok=True)
+        log = (OUT / f"server-{self.peer.name}-{self.port}.log").open("wb")
+        self.proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=log, stderr=log)
+        log.close()
+        for _ in range(300):
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"{self.peer.name} server exited: see {log.name}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return self
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.peer.name} server did not listen within 30 s")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        await _stop(self.proc)
+
+
+async def _stop(proc: asyncio.subprocess.Process | None) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+class LineProcess:
+    """A child speaking one JSON line per command and one per answer (load generator, publisher)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, cmd: list[str], env: dict[str, str], wait_ready: bool = False) -> LineProcess:
+        OUT.mkdir(parents=True, exist_ok=True)
+        log = (OUT / f"{self.name}.log").open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, limit=2**26
+        )
+        log.close()
+        if wait_ready:
+            ready = await self._read(60.0)
+            if not ready.get("ready"):
+                raise RuntimeError(f"{self.name} did not start: {ready}")
+        return self
+
+    async def _read(self, wait: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), wait)
+        if not line:
+            raise RuntimeError(f"{self.name} exited (see bench/out/{self.name}.log)")
+        reply: dict[str, Any] = orjson.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"{self.name}: {reply['error']}")
+        return reply
+
+    async def ask(self, reply_s: float = REPLY_TIMEOUT, **cmd: Any) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(orjson.dumps(cmd) + b"\n")
+        await self.proc.stdin.drain()
+        return await self._read(reply_s)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            await self.ask(reply_s=15, cmd="close")
+        with contextlib.suppress(Exception):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.wait(), 5)
+        await _stop(self.proc)
+
+
+class Workers:
+    """The load generator: `count` worker processes sharing the sockets."""
+
+    def __init__(self, count: int) -> None:
+        self.procs = [LineProcess(f"loadgen-{i}") for i in range(count)]
+
+    async def start(self) -> Workers:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        await asyncio.gather(*(p.start([PY, "-m", "bench.loadgen"], env) for p in self.procs))
+        return self
+
+    async def all(self, reply_s: float = REPLY_TIMEOUT, per_worker: list[dict[str, Any]] | None = None, **cmd: Any) -> list[dict[str, Any]]:
+        extra = per_worker or [{} for _ in self.procs]
+        return list(await asyncio.gather(*(p.ask(reply_s=reply_s, **cmd, **e) for p, e in zip(self.procs, extra, strict=True))))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.procs), return_exceptions=True)
+
+
+async def publisher(peer: str, env: Env, server: Server, topic: str = "") -> LineProcess:
+    args = {"kind": peer, "redis": env.redis_url, "prefix": env.prefix + "p", "topic": topic}
+    if peer == "bare":
+        args["url"] = f"ws://127.0.0.1:{server.port}/publish"
+    proc_env = env.django() if peer == "ours" else env.peer()
+    cmd = [PY, "-m", "bench.publisher", orjson.dumps(args).decode()]
+    return await LineProcess(f"publisher-{peer}").start(cmd, proc_env, wait_ready=True)

@@ -1,0 +1,112 @@
+"""`bench/run`: every scenario against every peer in one invocation; a table, RESULTS.md and results.png.
+
+See bench/README.md. The shell wrapper checks PostgreSQL and Redis, creates and
+migrates the bench database and raises `ulimit -n`; this module does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import report
+from .procs import OUT, PEERS, PY, ROOT, Env
+from .scenarios import SCENARIOS, Data, Sizes, timed
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    d = Sizes()
+    p.add_argument("--peers", default="ours,channels,socketio,bare", help="comma-separated, from: " + ", ".join(PEERS))
+    p.add_argument("--scenarios", default="fanout,latency,connections,replay,http", help="comma-separated")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="fan-out rounds per peer (median reported)")
+    p.add_argument("--replay-rounds", type=int, default=d.replay_rounds)
+    p.add_argument("--users", type=int, default=d.fanout_users, help="sockets for fan-out and latency")
+    p.add_argument("--messages", type=int, default=d.fanout_messages, help="notifications per fan-out round")
+    p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
+    p.add_argument("--latency-rate", type=float, default=d.latency_rate)
+    p.add_argument("--idle", type=int, default=d.idle_connections, help="idle connections on one server process")
+    p.add_argument("--missed", type=int, default=d.replay_missed, help="notifications a replaying client missed")
+    p.add_argument("--workers", type=int, default=d.workers, help="load-generator processes")
+    p.add_argument("--http-seconds", type=float, default=d.http_seconds)
+    p.add_argument("--http-batch", type=int, default=d.http_batch)
+    p.add_argument("--shared", default="", help="say in RESULTS.md that the machine was shared, and with what")
+    p.add_argument("--no-write", action="store_true", help="print the table only; leave RESULTS.md and results.png alone")
+    p.add_argument("--json", default="", help="also write the raw figures to this file")
+    return p.parse_args(argv)
+
+
+def raise_nofile(need: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need and hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def setup_data(env: Env, users: int, fanout: int) -> Data:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "data.json"
+    subprocess.run(
+        [PY, "-m", "bench.setup_data", str(path), "--users", str(users), "--fanout", str(fanout)], cwd=ROOT, env=env.django(), check=True
+    )
+    raw = orjson.loads(path.read_bytes())
+    return Data(raw["tokens"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"])
+
+
+async def run(args: argparse.Namespace) -> int:
+    sizes = Sizes(
+        fanout_users=args.users, fanout_messages=args.messages, latency_users=args.users, latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds, idle_connections=args.idle, replay_missed=args.missed, rounds=args.rounds,
+        replay_rounds=args.replay_rounds, workers=args.workers, http_seconds=args.http_seconds, http_batch=args.http_batch,
+    )  # fmt: skip
+    nofile = raise_nofile(2 * sizes.idle_connections + 2000)
+    if nofile < sizes.idle_connections + 1000:
+        print(f"ulimit -n is {nofile}: too low for {sizes.idle_connections} connections", file=sys.stderr)
+        return 2
+    env = Env(
+        database_url=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"),
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        prefix=f"bench{uuid.uuid4().hex[:6]}",
+    )
+    peers = [PEERS[p] for p in args.peers.split(",") if p]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    started = time.time()
+    load_before = os.getloadavg()
+    data = setup_data(env, max(sizes.idle_connections, sizes.fanout_users), sizes.fanout_users)
+    results: dict[str, dict[str, Any]] = {}
+    for scenario in scenarios:
+        fn = SCENARIOS.get(scenario) or report.missing_scenario(scenario)
+        results[scenario] = {}
+        for peer in peers:
+            print(f"--> {scenario} / {peer.name}", file=sys.stderr, flush=True)
+            result = await timed(fn, peer, env, sizes, data)
+            results[scenario][peer.name] = result
+            print(f"    {report.brief(scenario, result)}", file=sys.stderr, flush=True)
+    meta = report.machine(env, args, sizes, started, load_before)
+    table = report.table(results, [p.name for p in peers])
+    print(table)
+    if args.json:
+        raw = orjson.dumps({"meta": meta, "results": results}, option=orjson.OPT_INDENT_2)
+        Path(args.json).write_bytes(raw)  # noqa: ASYNC240 - once, at the end
+    if not args.no_write:
+        report.write_results(meta, results, [p.name for p in peers], table)
+        report.plot(results, [p.name for p in peers])
+    failed = [f"{s}/{p}" for s, by_peer in results.items() for p, r in by_peer.items() if not r.get("ok")]
+    if failed:
+        print("FAILED: " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> None:
+    sys.exit(asyncio.run(run(parse(sys.argv[1:]))))

@@ -1,0 +1,244 @@
+"""The scenarios, each run against one peer: start what it needs, measure, check every delivery, stop.
+
+A scenario returns a dict of figures (medians over rounds where it has rounds,
+the rounds themselves under "rounds") and `ok`: False when any delivery was
+lost, a socket failed to connect, or a wait timed out. A lost message fails the
+run; it never makes it faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .procs import Env, Peer, Server, Workers, publisher, rss_kb
+
+
+@dataclass(frozen=True)
+class Sizes:
+    fanout_users: int = 1000
+    fanout_messages: int = 50
+    latency_users: int = 1000
+    latency_rate: float = 2.0
+    latency_seconds: float = 30.0
+    idle_connections: int = 10_000
+    replay_missed: int = 1000
+    rounds: int = 3
+    replay_rounds: int = 5
+    workers: int = 4
+    http_seconds: float = 5.0
+    http_batch: int = 500
+
+
+@dataclass
+class Data:
+    """What setup_data issued: tokens for bench users, in user order."""
+
+    tokens: list[str]
+    replay_user: int
+    replay_token: str
+    fanout_topic: str
+    all_topic: str
+
+
+def split(items: list[Any], parts: int) -> list[list[Any]]:
+    return [items[i::parts] for i in range(parts)]
+
+
+async def connect(workers: Workers, server: Server, peer: Peer, data: Data, count: int, concurrency: int = 16) -> dict[str, Any]:
+    n = len(workers.procs)
+    if peer.name == "ours":
+        per: list[dict[str, Any]] = [{"tokens": chunk} for chunk in split(data.tokens[:count], n)]
+    else:
+        per = [{"count": len(chunk)} for chunk in split(list(range(count)), n)]
+    replies = await workers.all(cmd="connect", url=server.ws_url, kind=peer.name, concurrency=concurrency, per_worker=per)
+    connected = sum(r["connected"] for r in replies)
+    t0, t1 = min(r["t0"] for r in replies), max(r["t1"] for r in replies)
+    errors = [e for r in replies for e in r["errors"]]
+    seconds = max(t1 - t0, 1e-9)
+    return {"connected": connected, "failed": count - connected, "seconds": seconds, "rate": connected / seconds, "errors": errors[:3]}
+
+
+async def expect(workers: Workers, n: int, wait: float) -> dict[str, Any]:
+    replies = await workers.all(reply_s=wait + 30, cmd="expect", n=n, wait=wait)
+    return {
+        "complete": all(r["complete"] for r in replies),
+        "missing": sum(r["missing"] for r in replies),
+        "delivered": sum(r["delivered"] for r in replies),
+        "dups": sum(r["dups"] for r in replies),
+        "last": max(r["last"] for r in replies),
+        "latencies": [x for r in replies for x in r["latencies"]],
+        "errors": [e for r in replies for e in r["errors"]][:3],
+    }
+
+
+class Run:
+    """One peer's servers, publisher and load generator, stopped on exit whatever happens."""
+
+    def __init__(self, peer: Peer, env: Env, sizes: Sizes, topic: str = "") -> None:
+        self.peer, self.env, self.sizes, self.topic = peer, env, sizes, topic
+        self.server = Server(peer, env)
+        self.workers = Workers(sizes.workers)
+        self.pub: Any = None
+        self.next_n = 1
+
+    async def __aenter__(self) -> Run:
+        try:
+            await self.server.start()
+            await self.workers.start()
+            self.pub = await publisher(self.peer.name, self.env, self.server, self.topic)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.pub is not None:
+            await self.pub.stop()
+        await self.workers.stop()
+        await self.server.stop()
+
+    async def burst(self, count: int, wait: float) -> dict[str, Any]:
+        """Publish `count` back to back and wait until every socket has them all."""
+        await self.workers.all(cmd="mark")
+        sent = await self.pub.ask(cmd="burst", first=self.next_n, count=count)
+        self.next_n += count
+        got = await expect(self.workers, count, wait)
+        got["t0"], got["t1"] = sent["t0"], sent["t1"]
+        return got
+
+
+def _failed(reason: str, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, "reason": reason, **extra}
+
+
+async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """a. 1,000 sockets on one topic, 50 notifications as fast as the publisher can."""
+    users, count = sizes.fanout_users, sizes.fanout_messages
+    async with Run(peer, env, sizes, data.fanout_topic) as run:
+        conn = await connect(run.workers, run.server, peer, data, users)
+        if conn["failed"]:
+            return _failed("connect", **conn)
+        warm = await run.burst(1, 30)
+        if not warm["complete"]:
+            return _failed("warm-up delivery lost", missing=warm["missing"], errors=warm["errors"])
+        rounds: list[dict[str, Any]] = []
+        for _ in range(sizes.rounds):
+            got = await run.burst(count, 120)
+            if not got["complete"]:
+                return _failed(f"{got['missing']} deliveries lost", rounds=rounds, errors=got["errors"])
+            elapsed = got["last"] - got["t0"]
+            publish_s = got["t1"] - got["t0"]
+            rounds.append(
+                {
+                    "deliveries": users * count,
+                    "seconds": elapsed,
+                    "rate": users * count / elapsed,
+                    "publish_s": publish_s,
+                    "dups": got["dups"],
+                }
+            )
+            await asyncio.sleep(0.5)  # let acks land before the next round
+    return {
+        "ok": True,
+        "rate": statistics.median(r["rate"] for r in rounds),
+        "seconds": statistics.median(r["seconds"] for r in rounds),
+        "publish_s": statistics.median(r["publish_s"] for r in rounds),
+        "rounds": rounds,
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def latency(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """b. 1,000 sockets, 2 publishes a second for 30 s; publish call to receipt."""
+    users = sizes.latency_users
+    count = int(sizes.latency_rate * sizes.latency_seconds)
+    async with Run(peer, env, sizes, data.fanout_topic) as run:
+        conn = await connect(run.workers, run.server, peer, data, users)
+        if conn["failed"]:
+            return _failed("connect", **conn)
+        warm = await run.burst(1, 30)
+        if not warm["complete"]:
+            return _failed("warm-up delivery lost", missing=warm["missing"])
+        await run.workers.all(cmd="mark", latency=True)
+        pace = {"rate": sizes.latency_rate, "seconds": sizes.latency_seconds}
+        sent = await run.pub.ask(reply_s=sizes.latency_seconds + 60, cmd="paced", first=run.next_n, **pace)
+        got = await expect(run.workers, count, 60)
+        if not got["complete"]:
+            return _failed(f"{got['missing']} deliveries lost", errors=got["errors"])
+        lat = got["latencies"]
+    return {
+        "ok": True,
+        "samples": len(lat),
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "max": max(lat),
+        "publish_call_max_ms": sent["call_ms_max"],
+    }
+
+
+async def connections(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """c. 10,000 idle (authenticated, for ours) sockets on one process; RSS per socket; one broadcast to all."""
+    n = sizes.idle_connections
+    async with Run(peer, env, sizes, data.all_topic) as run:
+        warm = await connect(run.workers, run.server, peer, data, min(20, n))
+        await run.workers.all(cmd="close")
+        if warm["failed"]:
+            return _failed("warm-up connect", **warm)
+        await asyncio.sleep(1.0)
+        before = rss_kb(run.server.pid)
+        conn = await connect(run.workers, run.server, peer, data, n, concurrency=32)
+        if conn["failed"]:
+            return _failed(f"{conn['failed']} of {n} did not connect", errors=conn["errors"])
+        await asyncio.sleep(2.0)
+        after = rss_kb(run.server.pid)
+        got = await run.burst(1, 120)
+        if not got["complete"]:
+            return _failed(f"broadcast: {got['missing']} of {n} lost", errors=got["errors"])
+    return {
+        "ok": True,
+        "connections": n,
+        "connect_rate": conn["rate"],
+        "connect_s": conn["seconds"],
+        "rss_before_mb": before / 1024,
+        "rss_after_mb": after / 1024,
+        "rss_per_conn_kb": (after - before) / n,
+        "broadcast_s": got["last"] - got["t0"],
+    }
+
+
+async def replay(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """d. A client that missed 1,000 notifications reconnects with ?since=; time to all of them and `synced`."""
+    if not peer.stores:
+        return {"ok": True, "na": "nothing stored: a missed message is gone"}
+    async with Run(peer, env, sizes) as run:
+        rounds = []
+        for _ in range(sizes.replay_rounds + 1):  # the first is a warm-up
+            missed = await run.pub.ask(cmd="missed", user=data.replay_user, n=sizes.replay_missed)
+            await asyncio.sleep(0.2)
+            args = {"url": run.server.ws_url, "token": data.replay_token, "since": missed["since"], "n": sizes.replay_missed}
+            got = await run.workers.procs[0].ask(cmd="replay", **args)
+            if not got["complete"]:
+                return _failed(f"replay incomplete: {got['received']} of {sizes.replay_missed}", errors=got["errors"])
+            rounds.append(got["seconds"] * 1000)
+    return {"ok": True, "ms": statistics.median(rounds[1:]), "rounds_ms": rounds[1:], "warmup_ms": rounds[0]}
+
+
+async def timed(fn: Any, *args: Any) -> dict[str, Any]:
+    t0 = time.monotonic()
+    try:
+        result: dict[str, Any] = await fn(*args)
+    except Exception as e:
+        result = _failed(f"{type(e).__name__}: {e}"[:300])
+    result["wall_s"] = time.monotonic() - t0
+    return result
+
+
+SCENARIOS = {"fanout": fanout, "latency": latency, "connections": connections, "replay": replay}
