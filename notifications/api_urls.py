@@ -1,3 +1,19 @@
-from django.urls import URLPattern, URLResolver
+"""The HTTP API under /api/v1/ (with /openapi.json and /docs), and /healthz, /readyz, /metrics outside it."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import URLPattern, URLResolver, include, path, re_path
+
+from .api import api
+from .api.health import healthz, json_errors, metrics, not_found, readyz
+
+_api_patterns, _app_name, _namespace = api.urls
+for _pattern in _api_patterns:
+    if isinstance(_pattern, URLPattern):
+        _pattern.callback = json_errors(_pattern.callback)
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("api/v1/", include((_api_patterns, _app_name), namespace=_namespace)),
+    re_path(r"^api/v1/", not_found),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
+]

@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from . import protocol
-from .models import Notification, UserStream
+from .models import Notification, Subscription, Topic, UserStream
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,46 @@ def inbox(
     unread_only: bool = False,
     topic: str | None = None,
 ) -> list[Notification]:
-    """One inbox page: newest first below `before`, or oldest first above `since`."""
+    """One inbox page: newest first below `before`, or oldest first above `since` (and below `before`, if given)."""
     qs = live(Notification.objects.filter(recipient_id=user_id)).select_related("topic")
     if unread_only:
         qs = qs.filter(read_at__isnull=True)
     if topic:
         qs = qs.filter(topic__slug=topic)
-    if since is not None:
-        return list(qs.filter(seq__gt=since).order_by("seq")[:limit])
     if before is not None:
         qs = qs.filter(seq__lt=before)
+    if since is not None:
+        return list(qs.filter(seq__gt=since).order_by("seq")[:limit])
     return list(qs.order_by("-seq")[:limit])
+
+
+def subscriptions_of(user_id: int) -> list[Subscription]:
+    return list(Subscription.objects.filter(user_id=user_id).select_related("topic").order_by("topic__slug"))
+
+
+def user_ids_by_username(usernames: list[str]) -> dict[str, int]:
+    """Existing users by username; names not found are absent."""
+    from django.contrib.auth import get_user_model
+
+    return dict(get_user_model().objects.filter(username__in=usernames).values_list("username", "id"))
+
+
+def topics_by_slug(slugs: list[str]) -> dict[str, Topic]:
+    return {t.slug: t for t in Topic.objects.filter(slug__in=slugs)}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-service figures for /metrics: one aggregate over the per-user counters, not over notifications."""
+
+    streams: int
+    published: int
+    unread: int
+    topics: int
+
+
+def totals() -> Totals:
+    from django.db.models import Count, Sum
+
+    agg = UserStream.objects.aggregate(streams=Count("pk"), published=Sum("head_seq"), unread=Sum("unread"))
+    return Totals(agg["streams"] or 0, agg["published"] or 0, agg["unread"] or 0, Topic.objects.count())

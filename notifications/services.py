@@ -277,3 +277,9 @@ def subscribe(*, user_id: int, slug: str, allow_private: bool = False) -> Subscr
 def unsubscribe(*, user_id: int, slug: str) -> bool:
     deleted, _ = Subscription.objects.filter(user_id=user_id, topic__slug=slug).delete()
     return bool(deleted)
+
+
+def topic_request(*, topic: Topic, content: Content, idempotency_key: str | None = None) -> PublishRequest:
+    """A publish to the topic's current unmuted subscribers, to pass to publish_many with others."""
+    subscribers = list(Subscription.objects.filter(topic=topic, muted=False).values_list("user_id", flat=True))
+    return PublishRequest(subscribers, Content(**{**content.__dict__, "topic_id": topic.id}), idempotency_key)

@@ -1,0 +1,117 @@
+"""The caller's own inbox, read state, topics, subscriptions and WebSocket ticket (token with read scope, or a session)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from django.http import HttpRequest
+from ninja import Field, Path, Query, Router, Schema, Status
+
+from .. import auth, conf, selectors, services
+from ..errors import NotFound
+from ..models import Notification, Subscription
+from ..schemas import (
+    MAX_INBOX_PAGE,
+    SLUG_PATTERN,
+    ErrorOut,
+    InboxOut,
+    NotificationOut,
+    ReadIn,
+    ReadOut,
+    Seq,
+    Slug,
+    SubscribeIn,
+    SubscriptionOut,
+    TicketOut,
+    TopicOut,
+    UnreadOut,
+)
+from .security import caller
+
+router = Router(tags=["me"])  # auth: the API default, READ
+
+ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}
+
+
+class InboxQuery(Schema):
+    since: Seq | None = Field(default=None, description="Only seq > since, oldest first (catching up).")
+    before: Seq | None = Field(default=None, description="Only seq < before; newest first unless `since` is given.")
+    limit: int = Field(default=50, ge=1, le=MAX_INBOX_PAGE)
+    unread: bool = Field(default=False, description="Only unread notifications.")
+    topic: Slug | None = None
+
+
+@router.get("/me/notifications", response={200: InboxOut, **ERRORS})
+def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
+    """A page of my notifications. Newest first (page on with `before`), or oldest first after `since`."""
+    user_id = caller(request).user_id
+    state = selectors.stream_state(user_id)
+    rows = selectors.inbox(
+        user_id, since=filters.since, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic
+    )
+    more = len(rows) > filters.limit
+    rows = rows[: filters.limit]
+    last = rows[-1].seq if more else None
+    return InboxOut(
+        items=[_notification(n) for n in rows],
+        head_seq=state.head_seq,
+        unread=state.unread,
+        next_before=last if filters.since is None else None,
+        next_since=last if filters.since is not None else None,
+    )
+
+
+@router.post("/me/notifications/read", response={200: ReadOut, **ERRORS})
+def mark_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
+    """Mark some of my notifications read (ids not mine are ignored), or all; every device hears of it."""
+    result = services.mark_read(user_id=caller(request).user_id, ids=payload.ids or (), everything=payload.all)
+    return ReadOut(changed_ids=result.changed_ids, up_to_seq=result.up_to_seq, unread=result.unread)
+
+
+@router.get("/me/unread-count", response={200: UnreadOut, **ERRORS})
+def unread_count(request: HttpRequest) -> UnreadOut:
+    state = selectors.stream_state(caller(request).user_id)
+    return UnreadOut(unread=state.unread, head_seq=state.head_seq)
+
+
+@router.get("/topics", response={200: list[TopicOut], **ERRORS})
+def topics(request: HttpRequest) -> list[TopicOut]:
+    """Public topics, and private ones I am subscribed to."""
+    return [TopicOut(**t.__dict__) for t in selectors.topics_for(caller(request).user_id)]
+
+
+@router.get("/me/subscriptions", response={200: list[SubscriptionOut], **ERRORS})
+def subscriptions(request: HttpRequest) -> list[SubscriptionOut]:
+    return [_subscription(s) for s in selectors.subscriptions_of(caller(request).user_id)]
+
+
+@router.post("/me/subscriptions", response={201: SubscriptionOut, **ERRORS})
+def subscribe(request: HttpRequest, payload: SubscribeIn) -> Status[SubscriptionOut]:
+    """Subscribe to a public topic (idempotent)."""
+    subscription = services.subscribe(user_id=caller(request).user_id, slug=payload.topic)
+    return Status(201, _subscription(subscription))
+
+
+@router.delete("/me/subscriptions/{topic}", response={204: None, **ERRORS})
+def unsubscribe(request: HttpRequest, topic: Annotated[str, Path(pattern=SLUG_PATTERN)]) -> Status[None]:
+    if not services.unsubscribe(user_id=caller(request).user_id, slug=topic):
+        raise NotFound("not_found", f"not subscribed to {topic!r}")
+    return Status(204, None)
+
+
+@router.post("/ws-ticket", response={201: TicketOut, **ERRORS})
+def ws_ticket(request: HttpRequest) -> Status[TicketOut]:
+    """A single-use ticket for `/ws/notifications/?ticket=…`, for a browser on another origin."""
+    ticket = auth.issue_ticket(user=caller(request).user)
+    return Status(201, TicketOut(ticket=ticket, expires_in=conf.get().ticket_seconds))
+
+
+def _notification(n: Notification) -> NotificationOut:
+    return NotificationOut(
+        id=n.id, seq=n.seq, topic=n.topic.slug if n.topic else None, kind=n.kind, title=n.title, body=n.body, data=n.data,
+        url=n.url, level=n.level, created_at=n.created_at, expires_at=n.expires_at, read=n.read_at is not None, read_at=n.read_at,
+    )  # fmt: skip
+
+
+def _subscription(s: Subscription) -> SubscriptionOut:
+    return SubscriptionOut(topic=s.topic.slug, title=s.topic.title, muted=s.muted, created_at=s.created_at)

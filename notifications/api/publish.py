@@ -1,0 +1,83 @@
+"""POST /notifications and /notifications/batch: a service's way in (token with the publish scope).
+
+Idempotency: the Idempotency-Key header is namespaced by the publishing user
+(two services cannot collide on a key) and, in a batch, by the item's index.
+The same key again answers 200 with the first result and writes nothing, for
+as long as the first notification is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from django.http import HttpRequest
+from ninja import Header, Router, Status
+
+from .. import selectors, services
+from ..errors import NotFound
+from ..schemas import IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, DeliveryOut, ErrorOut, PublishIn, PublishOut
+from .security import PUBLISH, Caller, caller
+
+router = Router(tags=["publish"])
+
+ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        default=None,
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Retry-safe key: the same key again writes nothing and returns 200.",
+    ),
+]
+
+
+@router.post("/notifications", response={201: PublishOut, 200: PublishOut, **ERRORS}, auth=PUBLISH)
+def publish(request: HttpRequest, payload: PublishIn, idempotency_key: IdempotencyKey = None) -> Status[PublishOut]:
+    """Publish one notification to users (ids or usernames) or to a topic's subscribers."""
+    who = caller(request)
+    key = f"p{who.user_id}:s:{idempotency_key}" if idempotency_key else None
+    [result] = services.publish_many(to_requests([payload], who, [key], batch=False))
+    return Status(201 if result.created else 200, _out(result))
+
+
+@router.post("/notifications/batch", response={201: BatchOut, 200: BatchOut, **ERRORS}, auth=PUBLISH)
+def publish_batch(request: HttpRequest, payload: BatchIn, idempotency_key: IdempotencyKey = None) -> Status[BatchOut]:
+    """Publish up to 1,000 notifications in one transaction: all are stored, or none."""
+    who = caller(request)
+    keys = [f"p{who.user_id}:b{i}:{idempotency_key}" if idempotency_key else None for i in range(len(payload.notifications))]
+    results = services.publish_many(to_requests(payload.notifications, who, keys, batch=True))
+    created = any(r.created for r in results)
+    return Status(201 if created else 200, BatchOut(created=created, results=[_out(r) for r in results]))
+
+
+def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | None], *, batch: bool) -> list[services.PublishRequest]:
+    """Resolve usernames and topics for all items first: an unknown one fails the whole request, before any write."""
+    usernames = sorted({u for item in items for u in item.users if isinstance(u, str)})
+    user_ids = selectors.user_ids_by_username(usernames) if usernames else {}
+    topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
+    requests = []
+    for index, item in enumerate(items):
+        where = f"notifications.{index}." if batch else ""
+        missing = [u for u in item.users if isinstance(u, str) and u not in user_ids]
+        if missing:
+            raise NotFound("unknown_recipient", f"no such user: {', '.join(missing[:10])}", fields={f"{where}users": "unknown user"})
+        if item.topic and item.topic not in topics:
+            raise NotFound("unknown_topic", f"no topic {item.topic!r}", fields={f"{where}topic": "unknown topic"})
+        content = services.Content(
+            title=item.title, body=item.body, kind=item.kind, data=item.data, url=item.url, level=item.level,
+            expires_at=item.expires_at, actor_id=who.user_id,
+        )  # fmt: skip
+        if item.topic:
+            requests.append(services.topic_request(topic=topics[item.topic], content=content, idempotency_key=keys[index]))
+        else:
+            ids = [user_ids[u] if isinstance(u, str) else u for u in item.users]
+            requests.append(services.PublishRequest(ids, content, keys[index]))
+    return requests
+
+
+def _out(result: services.PublishResult) -> PublishOut:
+    return PublishOut(
+        created=result.created, notifications=[DeliveryOut(recipient=d.recipient_id, id=d.id, seq=d.seq) for d in result.deliveries]
+    )

@@ -1,0 +1,266 @@
+"""HTTP API schemas: every request is validated here, once, into typed values; the inside trusts them.
+
+Strings are checked for what PostgreSQL and JSON cannot carry (NUL, lone
+surrogates); `data` is bounded in size and depth and holds only JSON that
+round-trips (finite floats, 64-bit integers); `url` is http(s) or a path.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import orjson
+from ninja import Schema
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+MAX_TITLE = 200
+MAX_BODY = 4000
+MAX_URL = 2000
+MAX_DATA_BYTES = 8 * 1024
+MAX_DATA_DEPTH = 8
+MAX_USERS = 1000
+MAX_BATCH = 1000
+MAX_BATCH_RECIPIENTS = 10_000
+MAX_READ_IDS = 1000
+MAX_INBOX_PAGE = 200
+MAX_ID = 2**62
+MAX_IDEMPOTENCY_KEY = 128
+
+SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
+KIND_PATTERN = r"^[-a-zA-Z0-9_.:]{1,64}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"  # visible ASCII, as in HTTP tokens
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\\s]")
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; neither it nor orjson takes a lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _safe_url(value: str) -> str:
+    """Only http(s) URLs with a host, or a path starting with one `/`: no javascript:, no `//evil`."""
+    if not value:
+        return value
+    if _CONTROL.search(value):
+        raise ValueError("must not contain spaces, control characters or backslashes")
+    if value.startswith("/"):
+        if value.startswith("//"):
+            raise ValueError("a relative URL must start with a single '/'")
+        return value
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http(s) URL or a path starting with '/'")
+    return value
+
+
+def _json_value(value: Any, depth: int) -> None:
+    if depth > MAX_DATA_DEPTH:
+        raise ValueError(f"must be nested at most {MAX_DATA_DEPTH} levels deep")
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, list):
+        for item in value:
+            _json_value(item, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(str(key))
+            _json_value(item, depth + 1)
+    else:  # pragma: no cover - JSON parsing yields nothing else
+        raise ValueError("must be JSON")
+
+
+def _bounded_data(value: dict[str, Any]) -> dict[str, Any]:
+    _json_value(value, 1)
+    if len(orjson.dumps(value)) > MAX_DATA_BYTES:
+        raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
+    return value
+
+
+def _future(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        aware = aware.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range") from None
+    if aware <= datetime.now(UTC):
+        raise ValueError("must be in the future")
+    return aware
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), AfterValidator(_storable), AfterValidator(_not_blank)]
+Body = Annotated[str, Field(max_length=MAX_BODY), AfterValidator(_storable)]
+Url = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_safe_url)]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]  # strict: `true` is not user 1
+Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
+Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_storable)]
+Data = Annotated[dict[str, Any], AfterValidator(_bounded_data)]
+Level = Literal["info", "success", "warning", "error"]
+
+
+class Strict(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- in ---------------------------------------------------------------------------
+
+
+class PublishIn(Strict):
+    """One notification, to users (ids and/or usernames) or to a topic's subscribers."""
+
+    users: list[Id | Username] = Field(
+        default_factory=list, max_length=MAX_USERS, description="User ids (integers) and/or usernames (strings)."
+    )
+    topic: Slug | None = Field(default=None, description="Fan out to the topic's current unmuted subscribers.")
+    kind: Kind = "message"
+    title: Title
+    body: Body = ""
+    data: Data = Field(default_factory=dict, description=f"Any JSON object, at most {MAX_DATA_BYTES} bytes.")
+    url: Url = Field(default="", description="An http(s) URL or a path starting with '/'.")
+    level: Level = "info"
+    expires_at: datetime | None = Field(default=None, description="After this instant the notification is neither listed nor replayed.")
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> PublishIn:
+        if bool(self.users) == bool(self.topic):
+            raise ValueError("name either 'users' or a 'topic'")
+        self.expires_at = _future(self.expires_at)
+        return self
+
+
+class BatchIn(Strict):
+    notifications: list[PublishIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BatchIn:
+        if sum(len(n.users) for n in self.notifications) > MAX_BATCH_RECIPIENTS:
+            raise ValueError(f"at most {MAX_BATCH_RECIPIENTS} named users in one batch")
+        return self
+
+
+class ReadIn(Strict):
+    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_READ_IDS)] | None = None
+    all: StrictBool = False
+
+    @model_validator(mode="after")
+    def _ids_or_all(self) -> ReadIn:
+        if bool(self.ids) == self.all:
+            raise ValueError("send either 'ids' or 'all': true")
+        return self
+
+
+class SubscribeIn(Strict):
+    topic: Slug
+
+
+# --- out --------------------------------------------------------------------------
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    fields: dict[str, str] = Field(default_factory=dict, description="Field path -> what is wrong with it.")
+
+
+class DeliveryOut(Schema):
+    recipient: int
+    id: int
+    seq: int
+
+
+class PublishOut(Schema):
+    created: bool = Field(description="False when the Idempotency-Key was seen before: nothing was written.")
+    notifications: list[DeliveryOut]
+
+
+class BatchOut(Schema):
+    created: bool
+    results: list[PublishOut]
+
+
+class NotificationOut(Schema):
+    id: int
+    seq: int
+    topic: str | None
+    kind: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    url: str
+    level: str
+    created_at: datetime
+    expires_at: datetime | None
+    read: bool
+    read_at: datetime | None
+
+
+class InboxOut(Schema):
+    items: list[NotificationOut]
+    head_seq: int = Field(description="The user's latest seq when the page was read.")
+    unread: int
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page; null at the end.")
+    next_since: int | None = Field(description="Pass as `since` for the next (newer) page; null when caught up.")
+
+
+class ReadOut(Schema):
+    changed_ids: list[int]
+    up_to_seq: int | None
+    unread: int
+
+
+class UnreadOut(Schema):
+    unread: int
+    head_seq: int
+
+
+class TopicOut(Schema):
+    slug: str
+    title: str
+    description: str
+    public: bool
+    subscribed: bool
+
+
+class SubscriptionOut(Schema):
+    topic: str
+    title: str
+    muted: bool
+    created_at: datetime
+
+
+class TicketOut(Schema):
+    ticket: str = Field(description="Single use: connect to /ws/notifications/?ticket=<ticket>.")
+    expires_in: int
+
+
+class HealthOut(Schema):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
