@@ -213,6 +213,26 @@ def mark_unread(*, user_id: int, ids: Sequence[int]) -> ReadResult:
     return result
 
 
+def mark_read_ids(ids: Sequence[int]) -> int:
+    """Mark these notifications read, whoever they belong to (the operator's bulk action). Returns how many changed."""
+    with transaction.atomic():
+        return sum(len(mark_read(user_id=uid, ids=user_ids).changed_ids) for uid, user_ids in _ids_by_recipient(ids).items())
+
+
+def mark_unread_ids(ids: Sequence[int]) -> int:
+    """Mark these notifications unread, whoever they belong to. Returns how many changed."""
+    with transaction.atomic():
+        return sum(len(mark_unread(user_id=uid, ids=user_ids).changed_ids) for uid, user_ids in _ids_by_recipient(ids).items())
+
+
+def _ids_by_recipient(ids: Sequence[int]) -> dict[int, list[int]]:
+    """Ids grouped by recipient, recipients in id order: streams are then locked in the order every writer uses."""
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for id_, uid in Notification.objects.filter(id__in=ids).order_by("recipient_id", "id").values_list("id", "recipient_id"):
+        grouped[uid].append(id_)
+    return grouped
+
+
 def _locked_stream(user_id: int) -> UserStream:
     stream = UserStream.objects.select_for_update().filter(user_id=user_id).first()
     return stream or UserStream.objects.get_or_create(user_id=user_id)[0]
