@@ -1,0 +1,10 @@
+"""The Django admin as the operator's console. Thin: every write goes through services and auth.
+
+One module per concern: notifications (list, actions, compose), topics and
+subscriptions, API tokens, the per-user delivery view; listing.py holds what
+keeps the big lists fast (cheap counts, a date drill-down without full scans).
+"""
+
+from . import notifications, streams, tokens, topics
+
+__all__ = ["notifications", "streams", "tokens", "topics"]

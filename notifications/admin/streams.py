@@ -1,0 +1,99 @@
+"""The per-user view: where each user's stream stands, and who is connected right now."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
+
+from .. import presence
+from ..models import Notification, UserStream
+from .listing import CheapListMixin
+
+
+def _undelivered() -> QuerySet[Notification]:
+    """Served by the partial index on (recipient, seq) where delivered_at is null."""
+    return Notification.objects.filter(recipient_id=OuterRef("user_id"), delivered_at__isnull=True).order_by()
+
+
+class StreamChangeList(ChangeList):
+    def get_results(self, request: HttpRequest) -> None:
+        """One presence snapshot for the page (one Redis read), not one per row."""
+        super().get_results(request)
+        connected: dict[int, int] = {}
+        for report in presence.reports():
+            for user_id, count in report.users.items():
+                connected[user_id] = connected.get(user_id, 0) + count
+        for stream in self.result_list:
+            stream.connections_now = connected.get(stream.user_id, 0)
+
+
+@admin.register(UserStream)
+class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
+    list_display = ("user", "head_seq", "unread", "undelivered", "oldest_undelivered", "connections")
+    search_fields = ("=user__username",)
+    list_select_related = ("user",)
+    ordering = ("-user_id",)
+    fields = ("user", "head_seq", "unread", "undelivered", "oldest_undelivered", "connections", "pruned_seq", "notifications")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UserStream]:
+        undelivered = _undelivered()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                undelivered_count=Coalesce(
+                    Subquery(undelivered.values("recipient_id").annotate(n=Count("*")).values("n"), output_field=IntegerField()), 0
+                ),
+                oldest_undelivered_at=Subquery(undelivered.order_by("seq").values("created_at")[:1]),
+            )
+        )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return StreamChangeList
+
+    # A stream is the services' bookkeeping: seen here, changed only by publishing, reading and acking.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UserStream | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UserStream | None = None) -> bool:
+        return False
+
+    @admin.display(description="undelivered")
+    def undelivered(self, obj: UserStream) -> SafeString:
+        count = int(getattr(obj, "undelivered_count", 0))
+        return self._link(obj, str(count), delivered="no") if count else SafeString("0")
+
+    @admin.display(description="oldest undelivered")
+    def oldest_undelivered(self, obj: UserStream) -> str:
+        oldest = getattr(obj, "oldest_undelivered_at", None)
+        return f"{timesince(oldest, timezone.now(), depth=1)} ago" if oldest else "—"
+
+    @admin.display(description="connections now")
+    def connections(self, obj: UserStream) -> int:
+        """Open sockets on every server process (presence reports, refreshed every few seconds)."""
+        now = getattr(obj, "connections_now", None)
+        return int(now) if now is not None else presence.connections_for(obj.user_id)
+
+    @admin.display(description="notifications")
+    def notifications(self, obj: UserStream) -> SafeString:
+        return self._link(obj, "All of this user's notifications")
+
+    @staticmethod
+    def _link(obj: UserStream, text: str, **filters: str) -> SafeString:
+        query = urlencode({"recipient__id__exact": obj.user_id, **filters})
+        return format_html('<a href="{}?{}">{}</a>', reverse("admin:notifications_notification_changelist"), query, text)
