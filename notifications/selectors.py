@@ -105,6 +105,22 @@ def inbox(
     return list(qs.order_by("-seq")[:limit])
 
 
+@dataclass(frozen=True)
+class TopicChoice:
+    slug: str
+    title: str
+    description: str
+    public: bool
+    subscribed: bool
+
+
+def topics_for(user_id: int) -> list[TopicChoice]:
+    """Public topics and the private ones the user is in, each with whether the user is subscribed."""
+    mine = set(Subscription.objects.filter(user_id=user_id).values_list("topic_id", flat=True))
+    rows = Topic.objects.filter(Q(public=True) | Q(id__in=mine)).order_by("slug")
+    return [TopicChoice(t.slug, t.title, t.description, t.public, t.id in mine) for t in rows]
+
+
 def subscriptions_of(user_id: int) -> list[Subscription]:
     return list(Subscription.objects.filter(user_id=user_id).select_related("topic").order_by("topic__slug"))
 

@@ -1,3 +1,20 @@
-from django.urls import URLPattern, URLResolver
+"""The dashboard's pages and the small JSON endpoints its scripts poll."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, URLResolver, path
+
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="notifications/login.html", redirect_authenticated_user=True), name="login"),
+    # Django's LogoutView accepts POST only: a link or a prefetch cannot log anyone out.
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/items", views.inbox_items, name="inbox-items"),
+    path("inbox/read", views.inbox_read, name="inbox-read"),
+    path("topics/", views.topics, name="topics"),
+    path("compose/", views.compose, name="compose"),
+    path("ops/", views.ops_page, name="ops"),
+    path("ops/data", views.ops_data, name="ops-data"),
+]

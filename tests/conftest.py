@@ -129,6 +129,11 @@ class DaphneServer:
             self.proc.kill()
             self.proc.wait(10)
 
+    def restart(self) -> DaphneServer:
+        """A crash and a restart: kill the process, start a new one on the same port."""
+        self.kill()
+        return self.start()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

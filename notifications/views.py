@@ -1,0 +1,216 @@
+"""The dashboard: server-rendered pages, small JSON reads for its scripts, POST forms for every change.
+
+Every page carries the user's stream state (head_seq, unread) so the browser
+client connects with `since=head_seq`: the page is the initial state and the
+socket brings every event after it (docs/client.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import ops, protocol, selectors, services
+from .errors import ServiceError
+from .forms import ComposeForm
+from .models import Notification
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+View = Callable[..., HttpResponseBase]
+
+
+def staff_required(view: View) -> View:
+    """Logged in (else the login page), and staff (else 403)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_staff:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _uid(request: HttpRequest) -> int:
+    """The logged-in user's id (every caller is behind login_required)."""
+    pk = request.user.pk
+    if pk is None:
+        raise PermissionDenied
+    return int(pk)
+
+
+def safe_url(url: str) -> str:
+    """The url if it is http(s) or a same-site path, else "" (never javascript:, data:, //host)."""
+    url = url.strip()
+    if url.startswith(("http://", "https://")) or (url.startswith("/") and not url.startswith("//") and "\\" not in url):
+        return url
+    return ""
+
+
+def item(n: Notification) -> dict[str, Any]:
+    """A notification as the dashboard shows it: the protocol frame, plus its safe link."""
+    frame = selectors.frame_dict(n, n.topic.slug if n.topic else None)
+    frame["link"] = safe_url(n.url)
+    return frame
+
+
+def _client_config(request: HttpRequest, state: selectors.StreamState, page: str, **extra: Any) -> dict[str, Any]:
+    """What dashboard.js needs: who, the initial state to connect from, and where to fetch and post."""
+    return {
+        "userId": _uid(request),
+        "headSeq": state.head_seq,
+        "unread": state.unread,
+        "page": page,
+        "urls": {"items": reverse("inbox-items"), "read": reverse("inbox-read"), "login": reverse("login")},
+        **extra,
+    }
+
+
+def _page(request: HttpRequest, template: str, page: str, context: dict[str, Any] | None = None) -> HttpResponse:
+    state = selectors.stream_state(_uid(request))
+    config = _client_config(request, state, page)
+    return render(request, template, {"stream": state, "client_config": config, **(context or {})})
+
+
+def _filters(request: HttpRequest) -> tuple[str | None, bool]:
+    topic = request.GET.get("topic") or None
+    if topic is not None and not protocol.SLUG_RE.match(topic):
+        topic = None
+    return topic, request.GET.get("unread") in {"1", "true", "on"}
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+# --- pages -------------------------------------------------------------------------
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("inbox" if request.user.is_authenticated else "login")
+
+
+@require_GET
+@login_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    topic, unread_only = _filters(request)
+    # The state first, then the rows up to its head: everything after the head
+    # comes over the socket (since=head_seq), so nothing falls between the two.
+    state = selectors.stream_state(_uid(request))
+    rows = selectors.inbox(_uid(request), before=state.head_seq + 1, limit=PAGE_SIZE, unread_only=unread_only, topic=topic)
+    config = _client_config(request, state, "inbox", filters={"topic": topic, "unread": unread_only}, pageSize=PAGE_SIZE)
+    topics = [t for t in selectors.topics_for(_uid(request)) if t.subscribed or t.slug == topic]
+    context = {
+        "stream": state,
+        "client_config": config,
+        "items": [item(n) for n in rows],
+        "more": len(rows) == PAGE_SIZE,
+        "topics": topics,
+        "topic_filter": topic,
+        "unread_filter": unread_only,
+    }
+    return render(request, "notifications/inbox.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def topics(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        slug = request.POST.get("topic", "")
+        action = request.POST.get("action")
+        try:
+            if action == "subscribe":
+                services.subscribe(user_id=_uid(request), slug=slug)
+                messages.success(request, f"Subscribed to {slug}.")
+            elif action == "unsubscribe":
+                services.unsubscribe(user_id=_uid(request), slug=slug)
+                messages.success(request, f"Unsubscribed from {slug}.")
+        except ServiceError as e:
+            messages.error(request, e.message)
+        return redirect("topics")
+    return _page(request, "notifications/topics.html", "topics", {"topics": selectors.topics_for(_uid(request))})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def compose(request: HttpRequest) -> HttpResponse:
+    form = ComposeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = form.publish(actor_id=_uid(request))
+        except ServiceError as e:
+            form.add_error(None, e.message)
+        else:
+            count = len(result.deliveries)
+            messages.success(request, f"Sent to {count} recipient{'' if count == 1 else 's'}.")
+            return redirect("compose")
+    return _page(request, "notifications/compose.html", "compose", {"form": form})
+
+
+@require_GET
+@staff_required
+def ops_page(request: HttpRequest) -> HttpResponse:
+    return _page(request, "notifications/ops.html", "ops", {"figures": ops.snapshot()})
+
+
+# --- small JSON endpoints for the dashboard's scripts ------------------------------------
+
+
+@require_GET
+@login_required
+def inbox_items(request: HttpRequest) -> HttpResponse:
+    """A page of the inbox as JSON: newest first below `before`, with the stream state read first."""
+    topic, unread_only = _filters(request)
+    try:
+        before = int(request.GET["before"]) if request.GET.get("before") else None
+        limit = min(int(request.GET.get("limit", PAGE_SIZE)), MAX_PAGE_SIZE)
+    except ValueError:
+        return JsonResponse({"code": "invalid_field", "message": "before and limit must be integers"}, status=400)
+    state = selectors.stream_state(_uid(request))
+    upper = state.head_seq + 1 if before is None else min(before, state.head_seq + 1)
+    rows = selectors.inbox(_uid(request), before=upper, limit=max(limit, 1), unread_only=unread_only, topic=topic)
+    body = {"items": [item(n) for n in rows], "head_seq": state.head_seq, "unread": state.unread, "more": len(rows) == limit}
+    return HttpResponse(protocol.encode(body), content_type="application/json")
+
+
+@require_POST
+@login_required
+def inbox_read(request: HttpRequest) -> HttpResponse:
+    """Mark one, some or all read; a form post (redirects back) or a fetch (answers JSON)."""
+    everything = request.POST.get("all") in {"1", "true", "on"}
+    try:
+        ids = [int(i) for i in request.POST.getlist("id")]
+    except ValueError:
+        ids = []
+    if not everything and not ids:
+        if _wants_json(request):
+            return JsonResponse({"code": "invalid_field", "message": "send id or all"}, status=400)
+        messages.error(request, "Nothing to mark read.")
+        return redirect("inbox")
+    result = services.mark_read(user_id=_uid(request), ids=ids, everything=everything)
+    if _wants_json(request):
+        return JsonResponse({"ids": result.changed_ids, "up_to_seq": result.up_to_seq, "unread": result.unread})
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = reverse("inbox")
+    return redirect(target)
+
+
+@require_GET
+@staff_required
+def ops_data(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(protocol.encode(ops.snapshot().as_dict()), content_type="application/json")
