@@ -1,0 +1,339 @@
+"""The Python client and `manage.py listen` against real daphne processes, PostgreSQL and Redis.
+
+Also the client's protocol handling against a scripted WebSocket server, to
+drive the frames a healthy server rarely sends (gaps, heartbeats ahead, reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from django.db import connections
+from websockets.asyncio.server import ServerConnection, serve
+
+from notifications import services
+from notifications.client import ApiError, Client, Listener, ListenerClosed, Notification
+from notifications.models import Notification as Row
+from tests.conftest import ROOT, DaphneServer, database_url
+
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections() -> AsyncIterator[None]:
+    # sync_to_async runs ORM calls on one shared thread; its connection would keep the test database from being dropped.
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def alice(make_user: Any) -> Any:
+    return make_user("alice")
+
+
+@pytest.fixture
+def publisher_token(make_user: Any, token_for: Any) -> str:
+    return str(token_for(make_user("publisher-svc"), ("publish",)))
+
+
+async def until(predicate: Callable[[], Any]) -> None:
+    """Wait for a condition the test cannot be told about (a row written by the server), with a deadline."""
+    deadline = time.monotonic() + TIMEOUT
+    while not await sync_to_async(predicate)():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def take(listener: Listener, n: int) -> list[Notification]:
+    got = []
+    async with asyncio.timeout(TIMEOUT):
+        async for item in listener:
+            got.append(item)
+            if len(got) == n:
+                break
+    return got
+
+
+# --- through a real daphne ----------------------------------------------------------
+
+
+async def test_http_publish_reaches_a_live_socket_through_redis(
+    daphne: DaphneServer, alice: Any, token_for: Any, publisher_token: str
+) -> None:
+    read_token = await sync_to_async(token_for)(alice, ("read",))
+    async with websockets.connect(daphne.ws_url, additional_headers={"Authorization": f"Bearer {read_token}"}) as ws:
+        async with asyncio.timeout(TIMEOUT):
+            welcome = json.loads(await ws.recv())
+            assert welcome["type"] == "welcome" and welcome["head_seq"] == 0
+            publisher = Client(daphne.url, publisher_token)
+            result = await asyncio.to_thread(publisher.publish, users=["alice"], title="Deploy done", body="v2", url="/deploys/2")
+            assert result.created and [(d.seq, d.recipient) for d in result.notifications] == [(1, alice.id)]
+            frame = json.loads(await ws.recv())
+            while frame["type"] != "notification":
+                frame = json.loads(await ws.recv())
+    assert (frame["seq"], frame["id"], frame["title"], frame["body"], frame["url"]) == (
+        1,
+        result.notifications[0].id,
+        "Deploy done",
+        "v2",
+        "/deploys/2",
+    )
+
+
+async def test_client_publishes_and_listens_with_acks(daphne: DaphneServer, alice: Any, token_for: Any, publisher_token: str) -> None:
+    reader = Client(daphne.url, await sync_to_async(token_for)(alice, ("read",)))
+    publisher = Client(daphne.url, publisher_token)
+    async with reader.listen(ack_interval=0.05) as stream:
+        async with asyncio.timeout(TIMEOUT):
+            await stream.wait_live()
+        for i in range(3):
+            await asyncio.to_thread(publisher.publish, users=[alice.id], title=f"n{i}", idempotency_key=f"k{i}")
+        again = await asyncio.to_thread(publisher.publish, users=[alice.id], title="n0", idempotency_key="k0")
+        assert again.created is False
+        got = await take(stream, 3)
+        assert [(n.seq, n.title) for n in got] == [(1, "n0"), (2, "n1"), (3, "n2")]
+        await until(lambda: Row.objects.filter(recipient=alice, delivered_at__isnull=False).count() == 3)
+        assert stream.consumed == 3 and stream.cursor == 3
+    page = await asyncio.to_thread(reader.inbox, limit=2)
+    assert [n.seq for n in page.items] == [3, 2] and page.next_before == 2
+    assert await asyncio.to_thread(reader.unread_count) == 3
+    await asyncio.to_thread(reader.mark_read, everything=True)
+    assert await asyncio.to_thread(reader.unread_count) == 0
+    assert len(await asyncio.to_thread(reader.ws_ticket)) >= 32
+
+
+async def test_client_http_errors_are_api_errors(daphne: DaphneServer, alice: Any, token_for: Any) -> None:
+    reader = Client(daphne.url, await sync_to_async(token_for)(alice, ("read",)))
+    with pytest.raises(ApiError) as e:
+        await asyncio.to_thread(reader.publish, users=[alice.id], title="x")
+    assert (e.value.status, e.value.code) == (403, "insufficient_scope")
+    with pytest.raises(ApiError) as e:
+        await asyncio.to_thread(Client(daphne.url, "ntf_wrong").unread_count)
+    assert (e.value.status, e.value.code) == (401, "unauthenticated")
+
+
+async def test_listener_replays_in_pages_from_since(daphne_factory: Any, alice: Any, token_for: Any) -> None:
+    server = daphne_factory(NOTIFY_REPLAY_PAGE_SIZE="4")
+    for i in range(10):
+        await sync_to_async(services.notify)(recipient_ids=[alice.id], content=services.Content(title=f"n{i}"))
+    client = Client(server.url, await sync_to_async(token_for)(alice, ("read",)))
+    async with client.listen(since=3) as stream:
+        got = await take(stream, 7)
+    assert [n.seq for n in got] == list(range(4, 11))
+
+
+async def test_listener_reconnects_and_resumes_from_its_cursor(
+    daphne: DaphneServer, alice: Any, token_for: Any, publisher_token: str
+) -> None:
+    states: list[str] = []
+    client = Client(daphne.url, await sync_to_async(token_for)(alice, ("read",)))
+    publisher = Client(daphne.url, publisher_token)
+    on_event = lambda f: states.append(f["state"]) if f["type"] == "state" else None  # noqa: E731
+    async with client.listen(backoff_base=0.05, backoff_max=0.5, on_event=on_event) as stream:
+        async with asyncio.timeout(TIMEOUT):
+            await stream.wait_live()
+        await asyncio.to_thread(publisher.publish, users=[alice.id], title="before")
+        assert [n.title for n in await take(stream, 1)] == ["before"]
+        await asyncio.to_thread(daphne.stop)
+        for i in range(3):  # published while the server is down: stored, pushed to nobody
+            await sync_to_async(services.notify)(recipient_ids=[alice.id], content=services.Content(title=f"missed{i}"))
+        await asyncio.to_thread(daphne.start)
+        got = await take(stream, 3)
+        assert [(n.seq, n.title) for n in got] == [(2, "missed0"), (3, "missed1"), (4, "missed2")]
+        await asyncio.to_thread(publisher.publish, users=[alice.id], title="after")
+        assert [(n.seq, n.title) for n in await take(stream, 1)] == [(5, "after")]
+    assert stream.connections >= 2 and "offline" in states
+
+
+async def test_a_push_lost_on_the_way_arrives_by_heartbeat(daphne: DaphneServer, alice: Any, token_for: Any, settings: Any) -> None:
+    client = Client(daphne.url, await sync_to_async(token_for)(alice, ("read",)))
+    async with client.listen() as stream:
+        async with asyncio.timeout(TIMEOUT):
+            await stream.wait_live()
+        # Publish from this process onto a channel-layer prefix no server listens on: the push is lost, the row is not.
+        layer = settings.CHANNEL_LAYERS["default"]
+        if not layer["BACKEND"].startswith("channels_redis"):
+            pytest.skip("needs the Redis channel layer")
+        settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "prefix": "nobody-listens"}}}
+        channel_layers.backends.clear()
+        await sync_to_async(services.notify)(recipient_ids=[alice.id], content=services.Content(title="lost push"))
+        got = await take(stream, 1)  # the fixture's daphne beats every 2 s
+    assert [(n.seq, n.title) for n in got] == [(1, "lost push")]
+
+
+async def test_listener_with_a_bad_token_stops_with_listener_closed(daphne: DaphneServer) -> None:
+    async with Client(daphne.url, "ntf_not_a_token").listen() as stream:
+        with pytest.raises(ListenerClosed) as e:
+            await take(stream, 1)
+    assert e.value.code == 4401
+
+
+async def test_manage_py_listen_prints_notifications_live(daphne: DaphneServer, alice: Any, publisher_token: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url(), "CHANNEL_PREFIX": daphne.prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "listen", "alice", "--url", daphne.url, "--count", "2", "--json",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            line = await proc.stderr.readline()
+            while not line.startswith(b"-- live as alice"):
+                assert line, "listen exited before it was live"
+                line = await proc.stderr.readline()
+            publisher = Client(daphne.url, publisher_token)
+            await asyncio.to_thread(publisher.publish, users=["alice"], title="first", body="hello")
+            await asyncio.to_thread(publisher.publish, users=["alice"], title="second", level="warning")
+            out = await proc.stdout.read()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    printed = [json.loads(line) for line in out.decode().splitlines()]
+    assert [(p["seq"], p["title"], p["level"]) for p in printed] == [(1, "first", "info"), (2, "second", "warning")]
+
+
+async def test_manage_py_listen_unknown_user_fails(alice: Any) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "listen", "nobody", cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url()},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(TIMEOUT):
+        _, err = await proc.communicate()
+    assert proc.returncode != 0 and b"no active user 'nobody'" in err
+
+
+# --- against a scripted server: the frames a healthy server rarely sends --------------
+
+
+class Script:
+    """A WebSocket server that plays one scripted conversation per connection and records what the client sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.urls: list[str] = []
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.handlers: list[Callable[[ServerConnection, Script], Any]] = []
+
+    async def handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        self.urls.append(ws.request.path)
+        handler = self.handlers.pop(0)
+        reader = asyncio.create_task(self._read(ws))
+        try:
+            await handler(ws, self)
+        finally:
+            reader.cancel()
+
+    async def _read(self, ws: ServerConnection) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            self.received.append(frame)
+            await self.inbox.put(frame)
+
+    async def expect(self, kind: str) -> dict[str, Any]:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                frame = await self.inbox.get()
+                if frame["type"] == kind:
+                    return frame
+
+
+def note(seq: int) -> str:
+    return json.dumps({"type": "notification", "seq": seq, "id": 100 + seq, "title": f"n{seq}", "topic": None, "data": {}})
+
+
+def welcome(head: int) -> str:
+    return json.dumps({"type": "welcome", "protocol": 1, "user": 1, "head_seq": head, "unread": head, "heartbeat_s": 25})
+
+
+@pytest.fixture
+async def script() -> AsyncIterator[tuple[Script, str]]:
+    s = Script()
+    async with serve(s.handle, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield s, f"ws://127.0.0.1:{port}/ws/notifications/"
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_client_dedups_fills_gaps_follows_heartbeats_and_acks_cumulatively(script: tuple[Script, str]) -> None:
+    s, url = script
+
+    async def conversation(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(2))
+        await ws.send(note(3))  # since=2 was in the URL: the replay follows the welcome
+        await ws.send(json.dumps({"type": "synced", "head_seq": 3, "replayed": 1, "more": True}))
+        assert (await s.expect("resume"))["since"] == 3  # more: ask again from the last seq
+        await ws.send(note(4))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 4, "replayed": 1, "more": False}))
+        await ws.send(note(4))  # duplicate: dropped
+        await ws.send(note(6))  # gap on a live socket: dropped, and a resume from 4
+        assert (await s.expect("resume"))["since"] == 4
+        await ws.send(note(5))
+        await ws.send(note(6))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 6, "replayed": 2, "more": False}))
+        await ws.send(json.dumps({"type": "heartbeat", "head_seq": 7}))  # behind: resume
+        assert (await s.expect("resume"))["since"] == 6
+        await ws.send(note(7))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 7, "replayed": 1, "more": False}))
+        await ws.wait_closed()
+
+    s.handlers.append(conversation)
+    listener = Listener(url, token="ntf_x", since=2, ack_interval=0.05)
+    async with listener:
+        got = await take(listener, 5)
+        acks: list[int] = []
+        async with asyncio.timeout(TIMEOUT):
+            while not acks or acks[-1] < 7:
+                acks.append((await s.expect("ack"))["seq"])
+    assert [n.seq for n in got] == [3, 4, 5, 6, 7]
+    assert acks == sorted(acks) and len(acks) < 5  # cumulative and batched, not one per notification
+    assert s.urls[0] == "/ws/notifications/?since=2"
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_client_takes_reset_and_reconnects_from_its_cursor(script: tuple[Script, str]) -> None:
+    s, url = script
+
+    async def first(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(10))
+        await ws.send(json.dumps({"type": "reset", "reason": "retention", "head_seq": 10}))
+        assert (await s.expect("resume"))["since"] == 10  # tells the server where this socket stands
+        await ws.send(json.dumps({"type": "synced", "head_seq": 10, "replayed": 0, "more": False}))
+        await ws.send(note(11))
+        await s.expect("ack")
+        await ws.close(1012, "server restarting")
+
+    async def second(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(12))
+        await ws.send(note(12))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 12, "replayed": 1, "more": False}))
+        await ws.wait_closed()
+
+    s.handlers += [first, second]
+    events: list[str] = []
+    listener = Listener(url, token="ntf_x", since=3, ack_interval=0.01, backoff_base=0.01, on_event=lambda f: events.append(f["type"]))
+    async with listener:
+        got = await take(listener, 2)
+    assert [n.seq for n in got] == [11, 12]
+    assert s.urls == ["/ws/notifications/?since=3", "/ws/notifications/?since=11"]
+    assert "reset" in events and listener.connections == 2
