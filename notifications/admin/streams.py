@@ -7,8 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +17,7 @@ from django.utils.timesince import timesince
 
 from .. import presence
 from ..models import Notification, UserStream
-from .listing import CheapListMixin
+from .listing import CheapListMixin, count_per_row
 
 
 def _undelivered() -> QuerySet[Notification]:
@@ -53,9 +52,7 @@ class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                undelivered_count=Coalesce(
-                    Subquery(undelivered.values("recipient_id").annotate(n=Count("*")).values("n"), output_field=IntegerField()), 0
-                ),
+                undelivered_count=count_per_row(undelivered, by="recipient_id"),
                 oldest_undelivered_at=Subquery(undelivered.order_by("seq").values("created_at")[:1]),
             )
         )
