@@ -298,7 +298,12 @@ export class NotificationClient {
       case "unread":
         this._setUnread(frame.unread);
         return this._emit(frame.type, frame);
+      case "read_state":
+        // Sent before a replay we asked for: which of the seqs we hold are unread now.
+        this._setUnread(frame.unread);
+        return this._emit("read_state", frame);
       case "heartbeat":
+        if (typeof frame.unread === "number") this._setUnread(frame.unread);
         if (this.cursor !== null && frame.head_seq > this.cursor) this._resume();
         return this._emit("heartbeat", frame);
       case "reply":

@@ -215,6 +215,20 @@ function setupInbox() {
       if (li) setRead(li, false);
     }
   });
+  let readStateSeen = false;
+  client.on("welcome", () => {
+    readStateSeen = false;
+  });
+  client.on("read_state", (frame) => {
+    // Of the seqs up to up_to_seq exactly these are unread (if truncated: at least these).
+    readStateSeen = true;
+    const unread = new Set(frame.unread_ids || []);
+    for (const li of items()) {
+      if (Number(li.dataset.seq) > frame.up_to_seq) continue;
+      const isUnread = unread.has(Number(li.dataset.id));
+      if (isUnread || !frame.truncated) setRead(li, !isUnread);
+    }
+  });
   client.on("state", ({ state }) => {
     list.setAttribute("aria-busy", state === State.SYNCING ? "true" : "false");
   });
@@ -222,8 +236,9 @@ function setupInbox() {
     if (replayed > 0) {
       showNotice(`Restored ${replayed} missed notification${replayed === 1 ? "" : "s"}.`);
     }
-    if (reconnect) {
-      // Read marks made elsewhere while we were away are not replayed: take them from a fresh page.
+    if (reconnect && !readStateSeen) {
+      // A server without read_state: read marks made elsewhere while we were away
+      // are not replayed, so take them from a fresh page.
       // Only read=true is applied: an older answer must not undo a read event that came meanwhile.
       try {
         const page = await fetchPage();
