@@ -252,17 +252,19 @@ def test_add_notification_is_compose(admin_client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_redeliver_refuses_an_oversized_selection(admin_client: Client, make_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_actions_refuse_an_oversized_selection(admin_client: Client, make_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from notifications.admin import notifications as notification_admin
 
     user = make_user()
     ids = publish([user.id], "a") + publish([user.id], "b")
-    monkeypatch.setattr(notification_admin, "REDELIVER_MAX", 1)
+    monkeypatch.setattr(notification_admin, "ACTION_MAX", 1)
     pushed: list[Any] = []
     monkeypatch.setattr(services, "redeliver", pushed.append)
-    response = act(admin_client, "notification", "redeliver", ids, follow=True)
+    for action in ("mark_read", "redeliver", "delete_selected"):
+        response = act(admin_client, "notification", action, ids, follow=True, post="yes")
+        assert "One action handles at most 1 notifications" in messages_of(response)
     assert pushed == []
-    assert "Redeliver at most 1 at a time" in messages_of(response)
+    assert Notification.objects.filter(read_at__isnull=True).count() == 2
 
 
 # --- live sockets ---------------------------------------------------------------------------

@@ -66,7 +66,8 @@ class CheapCountPaginator(Paginator):
                 self.count_kind = "estimate"
                 return estimate
         limit = max(COUNT_AT_LEAST, (self.page_number + PAGES_AHEAD) * self.per_page)
-        counted = queryset.order_by()[: limit + 1].count()
+        # values("pk"): count rows, not the list's annotations (a per-row subquery would run for each counted row).
+        counted = queryset.order_by().values("pk")[: limit + 1].count()
         if counted > limit:
             self.count_kind = "at_least"
             return limit

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -27,7 +28,9 @@ from ..forms import ComposeForm
 from ..models import Notification
 from .listing import CheapDateHierarchyChangeList, CheapListMixin
 
-REDELIVER_MAX = 10_000  # one action pushes at most this many: a bigger replay is the clients' resume
+# One action handles at most this many rows: selecting "all 1,000,000" must not load them all, push them all,
+# or write a log entry for each. A bigger catch-up is the clients' resume; a bigger deletion is retention's (prune).
+ACTION_MAX = 10_000
 DELETE_LIST_MAX = 50  # the delete confirmation names this many, then says how many more
 
 
@@ -71,7 +74,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     # Newest first; every filter has an index ending in (created_at, id): see the migration 0002.
     ordering = ("-created_at", "-id")
     list_select_related = ("recipient", "topic")
-    actions = ("mark_read", "mark_unread", "redeliver")
+    actions = ("delete_selected", "mark_read", "mark_unread", "redeliver")
     fields = (
         "recipient", "seq", "topic", "kind", "title", "body", "data", "url", "level", "actor",
         "created_at", "delivered_at", "read_at", "expires_at", "idempotency_key",
@@ -116,22 +119,36 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
 
     @admin.action(description="Mark selected notifications as read", permissions=["change"])
     def mark_read(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        changed = services.mark_read_ids(_ids(queryset))
-        self.message_user(request, f"Marked {changed} notification(s) read; their recipients' devices were told.", messages.SUCCESS)
+        if (ids := self._selected_ids(request, queryset)) is not None:
+            changed = services.mark_read_ids(ids)
+            self.message_user(request, f"Marked {changed} notification(s) read; their recipients' devices were told.", messages.SUCCESS)
 
     @admin.action(description="Mark selected notifications as unread", permissions=["change"])
     def mark_unread(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        changed = services.mark_unread_ids(_ids(queryset))
-        self.message_user(request, f"Marked {changed} notification(s) unread; their recipients' devices were told.", messages.SUCCESS)
+        if (ids := self._selected_ids(request, queryset)) is not None:
+            changed = services.mark_unread_ids(ids)
+            self.message_user(request, f"Marked {changed} notification(s) unread; their recipients' devices were told.", messages.SUCCESS)
 
     @admin.action(description="Redeliver now to the recipients' open sockets", permissions=["change"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        ids = _ids(queryset, limit=REDELIVER_MAX + 1)
-        if len(ids) > REDELIVER_MAX:
-            self.message_user(request, f"Redeliver at most {REDELIVER_MAX:,} at a time; narrow the selection.", messages.ERROR)
-            return
-        pushed = services.redeliver(ids)
-        self.message_user(request, f"Pushed {pushed} notification(s) again to their recipients' open sockets.", messages.SUCCESS)
+        if (ids := self._selected_ids(request, queryset)) is not None:
+            pushed = services.redeliver(ids)
+            self.message_user(request, f"Pushed {pushed} notification(s) again to their recipients' open sockets.", messages.SUCCESS)
+
+    @admin.action(description=delete_selected.short_description, permissions=["delete"])  # type: ignore[attr-defined]
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[Notification]) -> HttpResponse | None:
+        """Django's own (confirmation page, log entries), bounded; the rows go through delete_queryset below."""
+        if self._selected_ids(request, queryset) is None:
+            return None
+        return delete_selected(self, request, queryset)
+
+    def _selected_ids(self, request: HttpRequest, queryset: QuerySet[Notification]) -> list[int] | None:
+        """The selection's ids, or None (and a message) when it is too big for one action."""
+        ids = list(queryset.order_by().values_list("id", flat=True)[: ACTION_MAX + 1])
+        if len(ids) > ACTION_MAX:
+            self.message_user(request, f"One action handles at most {ACTION_MAX:,} notifications; narrow the selection.", messages.ERROR)
+            return None
+        return ids
 
     # Deletion goes through the service, which keeps every unread counter exact.
 
@@ -139,7 +156,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
         services.delete_notifications([obj.id])
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        services.delete_notifications(_ids(queryset))
+        services.delete_notifications(list(queryset.order_by().values_list("id", flat=True)))
 
     def get_deleted_objects(
         self, objs: Sequence[Notification] | QuerySet[Notification], request: HttpRequest
@@ -191,8 +208,3 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
             "has_view_permission": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/notifications/notification/compose.html", context)
-
-
-def _ids(queryset: QuerySet[Notification], limit: int | None = None) -> list[int]:
-    ids = queryset.order_by().values_list("id", flat=True)
-    return list(ids[:limit] if limit is not None else ids)
