@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from tests.conftest import ROOT, DaphneServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.server]
+pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -105,7 +105,7 @@ class Api:
         self.server = server
         self.token = token
 
-    def publish(self, title: str, *, users: list[int] | None = None, topic: str | None = None, **content: Any) -> dict[str, Any]:
+    def publish(self, title: str, *, users: list[int | str] | None = None, topic: str | None = None, **content: Any) -> dict[str, Any]:
         payload = {"title": title, **content, **({"topic": topic} if topic else {"users": users or []})}
         request = urllib.request.Request(
             f"{self.server.url}/api/v1/notifications",
@@ -202,6 +202,7 @@ def expect_titles(page: Page, expected: list[str]) -> None:
 # --- the tests -------------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_log_in_and_a_published_notification_appears_live_with_the_badge(
     daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -240,6 +241,7 @@ def test_log_in_and_a_published_notification_appears_live_with_the_badge(
         page.screenshot(path=str(DOCS_SCREENSHOT))
 
 
+@pytest.mark.server
 def test_notification_text_is_never_html_and_only_safe_urls_become_links(
     daphne: DaphneServer, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -262,6 +264,7 @@ def test_notification_text_is_never_html_and_only_safe_urls_become_links(
     assert page.evaluate("window.__pwned") is False
 
 
+@pytest.mark.server
 def test_reading_in_one_tab_updates_the_badge_in_the_other(
     daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -291,6 +294,7 @@ def test_reading_in_one_tab_updates_the_badge_in_the_other(
     expect(badge(one)).to_have_text("0")
 
 
+@pytest.mark.server
 def test_offline_then_back_shows_exactly_the_missed_five_in_order(
     daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -320,6 +324,7 @@ def test_offline_then_back_shows_exactly_the_missed_five_in_order(
     assert seqs == sorted(set(seqs), reverse=True) == list(range(6, 0, -1))
 
 
+@pytest.mark.server
 def test_reload_while_publishing_misses_nothing_and_doubles_nothing(
     daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -356,6 +361,7 @@ def test_reload_while_publishing_misses_nothing_and_doubles_nothing(
     assert items(page).evaluate_all("els => els.map(e => [e.dataset.id, e.dataset.seq, e.dataset.read, e.innerText])") == live_view
 
 
+@pytest.mark.server
 def test_server_killed_and_restarted_the_page_reconnects_and_catches_up(
     daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -382,6 +388,7 @@ def test_server_killed_and_restarted_the_page_reconnects_and_catches_up(
     expect(items(page).first.locator(".item-title")).to_have_text("after the restart")
 
 
+@pytest.mark.server
 def test_staff_composes_to_a_topic_and_a_subscribers_open_page_shows_it(
     daphne: DaphneServer, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -411,6 +418,7 @@ def test_staff_composes_to_a_topic_and_a_subscribers_open_page_shows_it(
     expect(badge(reader)).to_have_text("1")
 
 
+@pytest.mark.server
 def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable[[], BrowserContext]) -> None:
     create_user("boss", staff=True)
     page = log_in(new_context(), daphne, "boss")
@@ -422,6 +430,7 @@ def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable
     expect(figures.locator("[data-figure=connections]")).not_to_have_text("0", timeout=20_000)
 
 
+@pytest.mark.server
 def test_logging_out_elsewhere_shows_logged_out(daphne: DaphneServer, new_context: Callable[[], BrowserContext]) -> None:
     create_user("alice")
     context = new_context()
@@ -433,3 +442,191 @@ def test_logging_out_elsewhere_shows_logged_out(daphne: DaphneServer, new_contex
     # The server checks sessions every heartbeat and closes with 4401; the client does not retry.
     expect(page.locator("#connection-text")).to_have_text("Logged out")
     expect(page.get_by_role("link", name="Log in again")).to_be_visible()
+
+
+# --- client.js alone, in the browser, against a scripted socket ---------------------------------------
+# Paths a real server never takes on purpose (gaps, duplicates, expired seqs in a
+# replay, close codes) driven frame by frame; no server or database involved.
+
+FAKE_SOCKET = """
+window.FakeSocket = class FakeSocket {
+  static all = [];
+  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; FakeSocket.all.push(this); }
+  send(data) { this.sent.push(JSON.parse(data)); }
+  close() { this.readyState = 3; }
+  recv(...frames) { this.readyState = 1; for (const f of frames) this.onmessage?.({ data: JSON.stringify(f) }); }
+  end(code) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
+};
+window.note = (seq, extra = {}) => ({ type: "notification", seq, id: 1000 + seq, title: `n${seq}`, read: false, ...extra });
+window.welcome = (head, unread = 0) => ({ type: "welcome", protocol: 1, user: 7, head_seq: head, unread, heartbeat_s: 25 });
+window.until = (test, ms = 5000) => new Promise((resolve, reject) => {
+  const started = Date.now();
+  const check = () => test() ? resolve() : Date.now() - started > ms ? reject(new Error("timed out")) : setTimeout(check, 5);
+  check();
+});
+"""
+
+CLIENT_JS = (ROOT / "static" / "notifications" / "client.js").read_text()
+
+
+@pytest.fixture
+def client_page() -> Iterator[Page]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = b.new_page()
+
+        def serve(route: Any) -> None:
+            if route.request.url.endswith("/client.js"):
+                route.fulfill(body=CLIENT_JS, content_type="text/javascript")
+            else:
+                route.fulfill(body="<!doctype html><title>client.js</title>", content_type="text/html")
+
+        page.route("http://client.test/**", serve)
+        page.goto("http://client.test/")
+        page.add_script_tag(content=FAKE_SOCKET)
+        yield page
+        b.close()
+
+
+def run_js(page: Page, body: str) -> Any:
+    """Run `body` in an async function with NotificationClient, State and the fakes in scope."""
+    return page.evaluate(
+        "async () => { const { NotificationClient, State } = await import('/client.js');\n"
+        "const { FakeSocket, note, welcome, until } = window;\n" + body + "\n}"
+    )
+
+
+def test_client_drops_duplicates_and_fills_a_gap_in_order(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const seen = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 7, since: 5, WebSocket: FakeSocket });
+        c.on("notification", (n) => seen.push(n.seq));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(5), { type: "synced", head_seq: 5, replayed: 0, more: false });
+        ws.recv(note(6), note(6), note(8));          // a duplicate, then a gap
+        const resumes = ws.sent.filter((f) => f.type === "resume");
+        ws.recv(note(7), note(8), { type: "synced", head_seq: 8, replayed: 2, more: false }, note(9));
+        return { url: ws.url, seen, resumes, duplicates: c.duplicates, cursor: c.cursor,
+                 stored: localStorage.getItem("notifications:cursor:7"), state: c.state };
+        """,
+    )
+    assert result["url"] == "ws://client.test/ws?since=5"
+    assert result["seen"] == [6, 7, 8, 9]
+    assert result["resumes"] == [{"type": "resume", "since": 6}]
+    assert result["duplicates"] == 2  # the repeated 6, and 8 again from the replay
+    assert result["cursor"] == 9 and result["stored"] == "9" and result["state"] == "live"
+
+
+def test_client_passes_expired_seqs_in_a_replay_and_pages_on(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const seen = [], synced = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 8, since: 0, WebSocket: FakeSocket });
+        c.on("notification", (n) => seen.push(n.seq));
+        c.on("synced", (s) => synced.push(s));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(7), note(1), note(2), note(4));   // 3 has expired
+        ws.recv({ type: "synced", head_seq: 7, replayed: 3, more: true });
+        const resume = ws.sent.filter((f) => f.type === "resume");
+        ws.recv(note(5), note(7), { type: "synced", head_seq: 7, replayed: 2, more: false });  // 6 expired too
+        return { seen, resume, synced, cursor: c.cursor, acks: ws.sent.filter((f) => f.type === "ack") };
+        """,
+    )
+    assert result["seen"] == [1, 2, 4, 5, 7]
+    assert result["resume"] == [{"type": "resume", "since": 4}]
+    assert result["cursor"] == 7
+    assert result["synced"] == [{"head_seq": 7, "replayed": 5, "resumed": True, "reconnect": False}]
+    assert result["acks"] == [{"type": "ack", "seq": 7}]
+
+
+def test_client_reconnects_with_backoff_and_resumes_from_its_cursor(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const states = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 9, WebSocket: FakeSocket,
+                                           backoff: { minMs: 10, baseMs: 40, maxMs: 80 } });
+        c.on("state", (s) => states.push(s.state + (s.retryIn === null ? "" : `:${s.retryIn}`)));
+        c.connect();
+        FakeSocket.all[0].recv(welcome(3, 1), note(4));
+        FakeSocket.all[0].end(1012);                       // server restarting
+        await until(() => FakeSocket.all.length === 2);
+        FakeSocket.all[1].end(1006);                       // refused
+        await until(() => FakeSocket.all.length === 3);
+        const third = FakeSocket.all[2];
+        third.recv(welcome(5, 2), note(5), { type: "synced", head_seq: 5, replayed: 1, more: false });
+        return { urls: FakeSocket.all.map((s) => s.url), states, attempt: c.attempt, unread: c.unread, cursor: c.cursor };
+        """,
+    )
+    assert result["urls"] == ["ws://client.test/ws", "ws://client.test/ws?since=4", "ws://client.test/ws?since=4"]
+    assert result["states"][:2] == ["connecting", "live"]
+    assert "offline:1" in result["states"]  # "reconnecting in 1 s"
+    assert result["states"][-2:] == ["syncing", "live"]
+    assert result["attempt"] == 0 and result["unread"] == 2 and result["cursor"] == 5
+
+
+def test_client_stops_on_4401_and_keeps_the_backoff_within_full_jitter_bounds(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const events = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", WebSocket: FakeSocket });
+        c.on("unauthenticated", (e) => events.push(e.code));
+        c.connect();
+        FakeSocket.all[0].end(4401);
+        await new Promise((r) => setTimeout(r, 300));
+        const afterLogout = { sockets: FakeSocket.all.length, state: c.state, events };
+
+        // Full jitter: the n-th wait is uniform in [0, min(max, base * 2^n)), at least minMs.
+        const waits = [];
+        const d = new NotificationClient({ url: "ws://client.test/ws", WebSocket: FakeSocket,
+                                           backoff: { minMs: 250, baseMs: 1000, maxMs: 8000 } });
+        const realTimeout = window.setTimeout, realRandom = Math.random;
+        window.setTimeout = (fn, ms) => { if (ms >= 250) waits.push(ms); return 0; };
+        for (const r of [0.999, 0.999, 0.999, 0.999, 0.999, 0.0, 0.5]) { Math.random = () => r; d._scheduleReconnect(1006); }
+        d._scheduleReconnect(4429);
+        window.setTimeout = realTimeout; Math.random = realRandom; d.close();
+        return { afterLogout, waits };
+        """,
+    )
+    assert result["afterLogout"] == {"sockets": 1, "state": "offline", "events": [4401]}
+    waits = [round(w) for w in result["waits"]]
+    assert waits[:5] == [999, 1998, 3996, 7992, 7992]  # doubling ceiling, capped
+    assert waits[5] == 250  # never below minMs
+    assert waits[6] == 4000  # half of the capped ceiling
+    assert waits[7] >= 5000  # rate limited: at least rateLimitedMs
+
+
+def test_client_acks_in_batches_counts_unread_and_settles_requests(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const counts = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 10, since: 2, WebSocket: FakeSocket, ackDelayMs: 50 });
+        c.on("unreadcount", (e) => counts.push(e.unread));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(4, 2), note(3), note(4), { type: "synced", head_seq: 4, replayed: 2, more: false });
+        ws.recv(note(5), note(6, { read: true }), note(7));
+        await until(() => ws.sent.filter((f) => f.type === "ack").length === 2);
+        const read = c.markRead([1005]);
+        const readRef = ws.sent.at(-1).ref;
+        ws.recv({ type: "reply", ref: readRef, ok: true, unread: 3 }, { type: "read", ids: [1005], unread: 3 });
+        const bad = c.subscribe("nope");
+        ws.recv({ type: "reply", ref: ws.sent.at(-1).ref, ok: false, error: "not_found", message: "no topic" });
+        const outcome = await Promise.allSettled([read, bad]);
+        return { acks: ws.sent.filter((f) => f.type === "ack"), counts, readFrame: ws.sent.find((f) => f.type === "read"),
+                 outcome: outcome.map((o) => o.status) };
+        """,
+    )
+    # One cumulative ack at the end of the replay, one for the live batch.
+    assert result["acks"] == [{"type": "ack", "seq": 4}, {"type": "ack", "seq": 7}]
+    # welcome said 2 (seqs 3 and 4 included); 5 and 7 are new and unread; 6 arrived read; then a read elsewhere.
+    assert result["counts"] == [2, 3, 4, 3]
+    assert result["readFrame"]["ids"] == [1005]
+    assert result["outcome"] == ["fulfilled", "rejected"]
