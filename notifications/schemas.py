@@ -136,6 +136,15 @@ class Strict(Schema):
 class PublishIn(Strict):
     """One notification, to users (ids and/or usernames) or to a topic's subscribers."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"users": ["alice"], "title": "Build green", "body": "main #42", "url": "/builds/42", "level": "success"},
+                {"topic": "news", "title": "v2 is out", "kind": "release", "data": {"version": "2.0"}},
+            ]
+        }
+    )
+
     users: list[Id | Username] = Field(
         default_factory=list, max_length=MAX_USERS, description="User ids (integers) and/or usernames (strings)."
     )
@@ -157,6 +166,10 @@ class PublishIn(Strict):
 
 
 class BatchIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"notifications": [{"users": ["alice"], "title": "one"}, {"topic": "news", "title": "two"}]}]}
+    )
+
     notifications: list[PublishIn] = Field(min_length=1, max_length=MAX_BATCH)
 
     @model_validator(mode="after")
@@ -167,6 +180,8 @@ class BatchIn(Strict):
 
 
 class ReadIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": [1, 2]}, {"all": True}]})
+
     ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_READ_IDS)] | None = None
     all: StrictBool = False
 
@@ -178,6 +193,8 @@ class ReadIn(Strict):
 
 
 class SubscribeIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"topic": "news"}]})
+
     topic: Slug
 
 
