@@ -17,6 +17,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from notifications import auth, presence, selectors, services
@@ -339,6 +340,18 @@ def test_per_user_view_counts_open_connections(daphne: Any, make_user: Any, toke
         assert row.connections_now == 2
         page = admin_client.get(reverse("admin:notifications_userstream_change", args=[user.id]))
         assert b'<div class="readonly">2</div>' in page.content
+
+
+@pytest.mark.server
+def test_revoking_a_token_closes_the_sockets_that_use_it(daphne: Any, make_user: Any, admin_client: Client) -> None:
+    user = make_user()
+    issued = auth.issue_token(user=user, scopes=["read"])
+    with socket_for(daphne, issued.secret) as ws:
+        next_frame(ws, lambda f: f["type"] == "welcome")
+        act(admin_client, "apitoken", "revoke", [issued.token.id])
+        with pytest.raises(ConnectionClosed) as closed:
+            next_frame(ws, lambda f: False)  # the next heartbeat checks the credential
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 # --- topics, tokens, the per-user view -----------------------------------------------------------
