@@ -52,6 +52,7 @@ function setupHeader() {
   const count = document.getElementById("unread-count");
   const indicator = document.getElementById("connection");
   const text = document.getElementById("connection-text");
+  const status = document.getElementById("connection-status");
   if (!badge || !indicator) return;
 
   const showUnread = (unread) => {
@@ -83,6 +84,9 @@ function setupHeader() {
     }
     indicator.dataset.state = look;
     text.textContent = label;
+    // Screen readers hear a change of state, not every tick of the countdown.
+    const spoken = look === "reconnecting" ? "Connection lost, reconnecting" : label;
+    if (status.textContent !== spoken) status.textContent = spoken;
     renderLoginHint(indicator, reason === "unauthenticated");
   });
 }
