@@ -465,8 +465,7 @@ class Listener:
             await self._recover(frame)
         elif kind in {"read", "unread"} and "unread" in frame:
             self.unread = int(frame["unread"])
-        if self._on_event is not None:
-            self._on_event(frame)
+        self._emit(frame)
 
     async def _notification(self, frame: dict[str, Any]) -> None:
         seq = int(frame["seq"])
@@ -532,5 +531,12 @@ class Listener:
     def _set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
-            if self._on_event is not None:
-                self._on_event({"type": "state", "state": state})
+            self._emit({"type": "state", "state": state})
+
+    def _emit(self, frame: dict[str, Any]) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(frame)
+        except Exception:  # the caller's handler must not take the connection down
+            log.exception("on_event handler failed on a %r frame", frame.get("type"))

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -128,6 +129,31 @@ async def test_client_http_errors_are_api_errors(daphne: DaphneServer, alice: An
     with pytest.raises(ApiError) as e:
         await asyncio.to_thread(Client(daphne.url, "ntf_wrong").unread_count)
     assert (e.value.status, e.value.code) == (401, "unauthenticated")
+
+
+async def test_health_metrics_and_offline_docs_on_a_real_server(daphne: DaphneServer, alice: Any, token_for: Any) -> None:
+    def get(path: str) -> tuple[int, str, str]:
+        with urllib.request.urlopen(daphne.url + path, timeout=TIMEOUT) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+
+    assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+    status, _, body = await asyncio.to_thread(get, "/readyz")
+    assert status == 200 and json.loads(body)["checks"]["database"] == "ok"
+    status, _, page = await asyncio.to_thread(get, "/api/v1/docs")
+    assert status == 200 and "/static/ninja/swagger-ui-bundle.js" in page
+    status, content_type, _ = await asyncio.to_thread(get, "/static/ninja/swagger-ui-bundle.js")
+    assert status == 200 and "javascript" in content_type
+    async with Client(daphne.url, await sync_to_async(token_for)(alice, ("read",))).listen() as stream:
+        async with asyncio.timeout(TIMEOUT):
+            await stream.wait_live()
+            # Each server process reports its connections every few seconds: wait for this one to count ours.
+            await until(lambda: socket_count(get("/metrics")[2]) >= 1)
+    text = (await asyncio.to_thread(get, "/metrics"))[2]
+    assert "# TYPE notify_connections gauge" in text and "\nnotify_nodes " in text
+
+
+def socket_count(metrics: str) -> int:
+    return sum(int(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("notify_connections{"))
 
 
 async def test_listener_replays_in_pages_from_since(daphne_factory: Any, alice: Any, token_for: Any) -> None:
