@@ -463,18 +463,18 @@ class Listener:
                 await self._resume()  # a push was lost on the way
         elif kind == "reset":
             await self._recover(frame)
-        elif kind in {"read", "unread"} and "unread" in frame:
+        if kind in {"read", "unread", "read_state", "heartbeat"} and "unread" in frame:
             self.unread = int(frame["unread"])
         self._emit(frame)
 
     async def _notification(self, frame: dict[str, Any]) -> None:
         seq = int(frame["seq"])
-        cursor = self.cursor or 0
-        if seq <= cursor:
+        if seq <= (self.cursor or 0):
             return  # a duplicate: replays and live pushes may overlap
-        if seq > cursor + 1 and not self._replaying:
-            await self._resume()  # a gap on a live socket: fill it from the database
-            return
+        # A socket carries a user's seqs in order: the server sends a live push only when it
+        # extends what the socket has, and fills anything else from the database. A seq skipped
+        # here had expired. (Dropping it as a "gap" would race the server's own catch-up and
+        # lose what that replay already sent.) Lost pushes show up in the heartbeat's head_seq.
         self.cursor = seq
         self.head_seq = max(self.head_seq, seq)
         await self._queue.put(Notification.from_dict(frame))
