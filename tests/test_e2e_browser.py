@@ -419,6 +419,40 @@ def test_staff_composes_to_a_topic_and_a_subscribers_open_page_shows_it(
 
 
 @pytest.mark.server
+def test_filters_apply_to_live_notifications_and_older_pages_load(
+    daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
+) -> None:
+    alice = create_user("alice")
+    create_topic("deploys", "Deploys")
+    subscribe("alice", "deploys")
+
+    def many() -> None:
+        from notifications import services
+
+        requests = [services.PublishRequest([alice], services.Content(title=f"old {i:02d}")) for i in range(55)]
+        services.publish_many(requests)
+
+    db(many)
+    page = log_in(new_context(), daphne, "alice")
+    expect(items(page)).to_have_count(50)
+    page.get_by_role("button", name="Load older").click()
+    expect(items(page)).to_have_count(55)
+    expect(items(page).last.locator(".item-title")).to_have_text("old 00")
+    expect(page.get_by_role("button", name="Load older")).to_be_hidden()
+
+    page.get_by_label("Topic").select_option("deploys")
+    page.get_by_label("Unread only").check()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r"topic=deploys"))
+    expect_live(page)
+    expect(page.locator("#empty")).to_be_visible()
+    api.publish("not a deploy", users=[alice])
+    api.publish("deploy 1", topic="deploys")
+    expect_titles(page, ["deploy 1"])
+    expect(badge(page)).to_have_text("57")  # the badge counts everything unread, filtered or not
+
+
+@pytest.mark.server
 def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable[[], BrowserContext]) -> None:
     create_user("boss", staff=True)
     page = log_in(new_context(), daphne, "boss")
