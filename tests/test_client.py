@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import websockets
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.db import connections
+from django.utils import timezone
 from websockets.asyncio.server import ServerConnection, serve
 
 from notifications import services
@@ -164,6 +166,27 @@ async def test_listener_replays_in_pages_from_since(daphne_factory: Any, alice: 
     async with client.listen(since=3) as stream:
         got = await take(stream, 7)
     assert [n.seq for n in got] == list(range(4, 11))
+
+
+async def test_listener_recovers_from_reset_over_http(daphne: DaphneServer, alice: Any, token_for: Any) -> None:
+    def notify(title: str) -> None:
+        services.notify(recipient_ids=[alice.id], content=services.Content(title=title))
+
+    def age_out_first_three() -> None:
+        Row.objects.filter(recipient=alice, seq__lte=3).update(created_at=timezone.now() - timedelta(days=400))
+        services.prune()
+
+    for i in range(6):
+        await sync_to_async(notify)(f"n{i + 1}")
+    await sync_to_async(age_out_first_three)()
+    events: list[dict[str, Any]] = []
+    client = Client(daphne.url, await sync_to_async(token_for)(alice, ("read",)))
+    async with client.listen(since=1, on_event=events.append) as stream:
+        got = await take(stream, 3)  # the cursor is older than retention: what is still stored comes over HTTP
+        assert [n.seq for n in got] == [4, 5, 6]
+        await sync_to_async(notify)("after the reset")
+        assert [(n.seq, n.title) for n in await take(stream, 1)] == [(7, "after the reset")]
+    assert [e["reason"] for e in events if e["type"] == "reset"] == ["retention"]
 
 
 async def test_listener_reconnects_and_resumes_from_its_cursor(
