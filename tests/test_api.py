@@ -531,3 +531,15 @@ def test_ten_concurrent_requests_with_one_key_create_one_notification(make_user:
     assert Notification.objects.count() == 3
     for u in recipients:
         assert selectors.stream_state(u.id).head_seq == 1
+
+
+def test_an_unexpected_error_is_a_json_500_and_logs_no_token(reader: Api, monkeypatch: Any, caplog: Any) -> None:
+    def broken(user_id: int) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(selectors, "stream_state", broken)
+    caplog.set_level(logging.DEBUG)
+    r = reader.get("/me/unread-count")
+    assert_error(r, 500, "server_error")
+    assert "GET /api/v1/me/unread-count" in caplog.text and "RuntimeError" in caplog.text
+    assert reader.headers["Authorization"].split()[1] not in caplog.text
