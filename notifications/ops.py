@@ -20,6 +20,7 @@ from . import presence
 from .models import Notification
 
 RATE_WINDOW_SECONDS = 10
+UNACKED_CAP = 100_000  # past this the page says "100000+": counting further is not worth the scan
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Snapshot:
     pushes_per_second: float
     pushes_sent_total: int
     unacked: int
+    unacked_capped: bool
     oldest_unacked_age_s: float | None
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,20 +77,19 @@ def notifications_per_second(now: datetime | None = None, window_s: int = RATE_W
     return Notification.objects.filter(created_at__gte=since).count() / window_s
 
 
-def unacked(now: datetime | None = None) -> tuple[int, float | None]:
-    """Notifications no device has acknowledged yet, and the age in seconds of the oldest."""
+def unacked(now: datetime | None = None) -> tuple[int, bool, float | None]:
+    """Notifications no device has acknowledged yet (counted up to UNACKED_CAP), and the age in seconds of the oldest."""
     pending = Notification.objects.filter(delivered_at__isnull=True)
-    figures = pending.aggregate(oldest=Min("created_at"))
-    count = pending.count()
-    oldest: datetime | None = figures["oldest"]
+    count = pending.values("pk")[: UNACKED_CAP + 1].count()
+    oldest: datetime | None = pending.aggregate(oldest=Min("created_at"))["oldest"]
     age = ((now or timezone.now()) - oldest).total_seconds() if oldest else None
-    return count, age
+    return min(count, UNACKED_CAP), count > UNACKED_CAP, age
 
 
 def snapshot() -> Snapshot:
     reports = presence.reports()
     now = timezone.now()
-    count, age = unacked(now)
+    count, capped, age = unacked(now)
     return Snapshot(
         at=time.time(),
         nodes=len(reports),
@@ -97,5 +98,6 @@ def snapshot() -> Snapshot:
         pushes_per_second=round(_push_rate.update(reports), 2),
         pushes_sent_total=sum(r.pushes_sent for r in reports),
         unacked=count,
+        unacked_capped=capped,
         oldest_unacked_age_s=round(age, 1) if age is not None else None,
     )

@@ -177,12 +177,12 @@ def inbox_items(request: HttpRequest) -> HttpResponse:
     topic, unread_only = _filters(request)
     try:
         before = int(request.GET["before"]) if request.GET.get("before") else None
-        limit = min(int(request.GET.get("limit", PAGE_SIZE)), MAX_PAGE_SIZE)
+        limit = max(1, min(int(request.GET.get("limit", PAGE_SIZE)), MAX_PAGE_SIZE))
     except ValueError:
         return JsonResponse({"code": "invalid_field", "message": "before and limit must be integers"}, status=400)
     state = selectors.stream_state(_uid(request))
     upper = state.head_seq + 1 if before is None else min(before, state.head_seq + 1)
-    rows = selectors.inbox(_uid(request), before=upper, limit=max(limit, 1), unread_only=unread_only, topic=topic)
+    rows = selectors.inbox(_uid(request), before=upper, limit=limit, unread_only=unread_only, topic=topic)
     body = {"items": [item(n) for n in rows], "head_seq": state.head_seq, "unread": state.unread, "more": len(rows) == limit}
     return HttpResponse(protocol.encode(body), content_type="application/json")
 

@@ -664,3 +664,34 @@ def test_client_acks_in_batches_counts_unread_and_settles_requests(client_page: 
     assert result["counts"] == [2, 3, 4, 3]
     assert result["readFrame"]["ids"] == [1005]
     assert result["outcome"] == ["fulfilled", "rejected"]
+
+
+def test_client_resets_on_reset_resumes_behind_a_heartbeat_and_starts_from_its_stored_cursor(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const events = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 11, since: 3, WebSocket: FakeSocket });
+        for (const name of ["reset", "unread", "synced"]) c.on(name, (e) => events.push([name, e.head_seq ?? e.unread]));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(900), { type: "reset", reason: "retention", head_seq: 900 });
+        const afterReset = { cursor: c.cursor, state: c.state };
+        ws.recv({ type: "heartbeat", head_seq: 902, unread: 5 });    // behind the head: ask
+        const resume = ws.sent.filter((f) => f.type === "resume");
+        ws.recv(note(901), note(902), { type: "synced", head_seq: 902, replayed: 2, more: false });
+        ws.recv({ type: "unread", ids: [1901], unread: 6 });
+        c.close();
+        // A client without an explicit since starts from the cursor stored for its user.
+        const again = new NotificationClient({ url: "ws://client.test/ws", userId: 11, WebSocket: FakeSocket });
+        again.connect();
+        const url = FakeSocket.all.at(-1).url;
+        again.close();
+        return { afterReset, resume, events, unread: c.unread, url, closedState: c.state };
+        """,
+    )
+    assert result["afterReset"] == {"cursor": 900, "state": "live"}
+    assert result["resume"] == [{"type": "resume", "since": 900}]
+    assert result["events"] == [["reset", 900], ["synced", 902], ["unread", 6]]
+    assert result["unread"] == 6 and result["closedState"] == "offline"
+    assert result["url"] == "ws://client.test/ws?since=902"
