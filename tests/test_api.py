@@ -543,3 +543,17 @@ def test_an_unexpected_error_is_a_json_500_and_logs_no_token(reader: Api, monkey
     assert_error(r, 500, "server_error")
     assert "GET /api/v1/me/unread-count" in caplog.text and "RuntimeError" in caplog.text
     assert reader.headers["Authorization"].split()[1] not in caplog.text
+
+
+def test_queries_do_not_grow_with_recipients_or_page_size(publisher: Api, make_user: Any, django_assert_max_num_queries: Any) -> None:
+    users = [make_user() for _ in range(40)]
+    reader = Api(auth.issue_token(user=users[0], scopes=["read"]).secret)
+    # token (+ last_used_at), usernames, savepoint, lock streams, create the missing ones and lock them, earlier keys,
+    # advance the counters, one insert, release: 12 for 40 recipients, as for 4 or 4,000.
+    with django_assert_max_num_queries(12):
+        r = publisher.post("/notifications", {"users": [u.username for u in users], "title": "all of you"}, key="q-1")
+    assert r.status_code == 201
+    for i in range(30):
+        services.notify(recipient_ids=[users[0].id], content=services.Content(title=f"n{i}"))
+    with django_assert_max_num_queries(4):  # token (+ last_used_at once a minute), stream state, one page
+        assert len(reader.get("/me/notifications", limit=25).json()["items"]) == 25
