@@ -174,7 +174,14 @@ export class NotificationClient {
     this._ahead.clear();
     this._lastSeen = null;
     this._setState(State.CONNECTING);
-    const ws = new this.WebSocket(url.toString());
+    let ws;
+    try {
+      ws = new this.WebSocket(url.toString());
+    } catch (e) {
+      console.error("notification client: cannot open the socket", e);
+      this._scheduleReconnect(1006);
+      return;
+    }
     this._ws = ws;
     this._lastFrameAt = Date.now();
     ws.onmessage = (event) => this._onMessage(ws, event);
