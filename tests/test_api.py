@@ -557,3 +557,16 @@ def test_queries_do_not_grow_with_recipients_or_page_size(publisher: Api, make_u
         services.notify(recipient_ids=[users[0].id], content=services.Content(title=f"n{i}"))
     with django_assert_max_num_queries(4):  # token (+ last_used_at once a minute), stream state, one page
         assert len(reader.get("/me/notifications", limit=25).json()["items"]) == 25
+
+
+def test_batch_reads_each_topics_subscribers_once(publisher: Api, make_user: Any, django_assert_max_num_queries: Any) -> None:
+    topic = Topic.objects.create(slug="busy", title="Busy")
+    users = [make_user() for _ in range(5)]
+    for u in users:
+        Subscription.objects.create(user=u, topic=topic)
+    items = [{"topic": "busy", "title": f"n{i}"} for i in range(50)]
+    with django_assert_max_num_queries(12):
+        r = publisher.post("/notifications/batch", {"notifications": items})
+    assert r.status_code == 201
+    assert [n["seq"] for n in r.json()["results"][-1]["notifications"]] == [50] * 5
+    assert Notification.objects.filter(topic=topic).count() == 250

@@ -9,6 +9,7 @@ as long as the first notification is stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 from django.http import HttpRequest
@@ -58,6 +59,7 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
     user_ids = selectors.user_ids_by_username(usernames) if usernames else {}
     topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
     requests = []
+    audiences: dict[str, Sequence[int]] = {}  # a topic's subscribers, read once per request
     for index, item in enumerate(items):
         where = f"notifications.{index}." if batch else ""
         missing = [u for u in item.users if isinstance(u, str) and u not in user_ids]
@@ -70,7 +72,10 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
             expires_at=item.expires_at, actor_id=who.user_id,
         )  # fmt: skip
         if item.topic:
-            requests.append(services.topic_request(topic=topics[item.topic], content=content, idempotency_key=keys[index]))
+            topic = topics[item.topic]
+            if topic.slug not in audiences:
+                audiences[topic.slug] = services.topic_request(topic=topic, content=content).recipient_ids
+            requests.append(services.PublishRequest(audiences[topic.slug], replace(content, topic_id=topic.id), keys[index]))
         else:
             ids = [user_ids[u] if isinstance(u, str) else u for u in item.users]
             requests.append(services.PublishRequest(ids, content, keys[index]))
