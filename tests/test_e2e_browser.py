@@ -534,23 +534,27 @@ def test_client_drops_duplicates_and_fills_a_gap_in_order(client_page: Page) -> 
     result = run_js(
         client_page,
         """
-        const seen = [];
+        const seen = [], restored = [];
         const c = new NotificationClient({ url: "ws://client.test/ws", userId: 7, since: 5, WebSocket: FakeSocket });
         c.on("notification", (n) => seen.push(n.seq));
+        c.on("synced", (e) => restored.push(e.replayed));
         c.connect();
         const ws = FakeSocket.all[0];
         ws.recv(welcome(5), { type: "synced", head_seq: 5, replayed: 0, more: false });
         ws.recv(note(6), note(6), note(8));          // a duplicate, then a gap
         const resumes = ws.sent.filter((f) => f.type === "resume");
+        ws.recv(note(7), note(8), { type: "synced", head_seq: 8, replayed: 2, more: false });
+        // Had the server's own catch-up answered first, the replay of our resume brings nothing new.
         ws.recv(note(7), note(8), { type: "synced", head_seq: 8, replayed: 2, more: false }, note(9));
-        return { url: ws.url, seen, resumes, duplicates: c.duplicates, cursor: c.cursor,
+        return { url: ws.url, seen, resumes, restored, duplicates: c.duplicates, cursor: c.cursor,
                  stored: localStorage.getItem("notifications:cursor:7"), state: c.state };
         """,
     )
     assert result["url"] == "ws://client.test/ws?since=5"
     assert result["seen"] == [6, 7, 8, 9]
     assert result["resumes"] == [{"type": "resume", "since": 6}]
-    assert result["duplicates"] == 2  # the repeated 6, and 8 again from the replay
+    assert result["duplicates"] == 4  # the repeated 6, 8 again from the replay, 7 and 8 from the late one
+    assert result["restored"] == [0, 2, 0]
     assert result["cursor"] == 9 and result["stored"] == "9" and result["state"] == "live"
 
 

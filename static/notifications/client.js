@@ -82,6 +82,7 @@ export class NotificationClient {
     this._stopped = true;
     this._syncing = false; // a replay we asked for (connect with since, resume) is in progress
     this._synced = 0; // notifications accepted during that replay
+    this._sinceSynced = 0; // notifications accepted since the last `synced`
     this._ahead = new Map(); // seq -> frame received past a gap, held until the gap is filled
     this._lastSeen = null; // seq of the last notification frame on this socket
     this._unreadBase = 0; // seqs up to here are already counted in `unread`
@@ -171,6 +172,7 @@ export class NotificationClient {
     this._welcomed = false;
     this._syncing = this.cursor !== null;
     this._synced = 0;
+    this._sinceSynced = 0;
     this._ahead.clear();
     this._lastSeen = null;
     this._setState(State.CONNECTING);
@@ -369,6 +371,7 @@ export class NotificationClient {
       if (!frame.read) this._setUnread((this.unread ?? 0) + 1);
     }
     if (this._syncing) this._synced += 1;
+    this._sinceSynced += 1;
     this._emit("notification", frame);
     this._scheduleAck();
   }
@@ -403,7 +406,10 @@ export class NotificationClient {
     // Seqs up to the head that the replay skipped have expired: the head is ours.
     this._settleUpTo(frame.head_seq);
     this._unreadBase = Math.max(this._unreadBase, frame.head_seq);
-    const replayed = this._syncing ? this._synced : frame.replayed;
+    // A replay the server started itself (it saw a gap) looks like live pushes on
+    // the wire: count what it brought that was new, at most what it replayed.
+    const replayed = this._syncing ? this._synced : Math.min(frame.replayed, this._sinceSynced);
+    this._sinceSynced = 0;
     const resumed = this._syncing;
     this._syncing = false;
     this._synced = 0;
