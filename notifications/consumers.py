@@ -133,13 +133,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def push_event(self, text: str) -> None:
         await self.send(text)
 
-    async def on_heartbeat(self, head_seq: int) -> None:
+    async def on_heartbeat(self, head_seq: int, unread: int) -> None:
         if self.live and head_seq > self.sent_seq:
             # A push was dropped: replay it; the `synced` frame carries the head.
             self.pending_max = max(self.pending_max, head_seq)
             self._start_catch_up()
             return
-        await self.send(protocol.heartbeat(head_seq=head_seq))
+        await self.send(protocol.heartbeat(head_seq=head_seq, unread=unread))
 
     async def close_unauthenticated(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -148,15 +148,24 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     def _start_catch_up(self) -> None:
         if self.catch_up_task is None or self.catch_up_task.done():
-            self.catch_up_task = asyncio.create_task(self.resume(self.sent_seq))
+            self.catch_up_task = asyncio.create_task(self.resume(self.sent_seq, asked=False))
 
-    async def resume(self, since: int) -> None:
-        """Send one page after `since`, then `synced`; repeat while pushes arrived meanwhile."""
+    async def resume(self, since: int, *, asked: bool = True) -> None:
+        """Send one page after `since`, then `synced`; repeat while pushes arrived meanwhile.
+
+        When the client asked (resume, ?since=) it may have been away while
+        another device read things: a `read_state` frame first brings it in step.
+        """
         async with self.sync_lock:
             self.live = False
             self.acked_seq = min(self.acked_seq, since)
             while not self.closed:
-                page = await database_sync_to_async(selectors.replay_page)(self.user_id, since=since, limit=self.settings.replay_page_size)
+                page = await database_sync_to_async(selectors.replay_page)(
+                    self.user_id, since=since, limit=self.settings.replay_page_size, with_read_state=asked
+                )
+                asked = False
+                if page.read_state:
+                    await self.send(page.read_state)
                 if page.reset_reason:
                     await self.send(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq))
                 else:
@@ -217,7 +226,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, Resume):
             await self.resume(frame.since)
         elif isinstance(frame, Ack):
-            await self.ack(frame.seq)
+            await self.ack(frame.seq, confirm=frame.ref is not None)
         elif isinstance(frame, Read):
             result = await database_sync_to_async(services.mark_read)(user_id=self.user_id, ids=frame.ids, everything=frame.all)
             extra["unread"] = result.unread
@@ -228,9 +237,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if frame.ref is not None:
             await self.send(protocol.reply(frame.ref, **extra))
 
-    async def ack(self, seq: int) -> None:
+    async def ack(self, seq: int, *, confirm: bool = False) -> None:
+        """Batched by the hub; with a `ref` the reply waits until the ack is written."""
         seq = min(seq, self.sent_seq)
         self.acked_seq = max(self.acked_seq, seq)
         if seq > self.recorded_ack:
             self.recorded_ack = seq
-            await database_sync_to_async(services.ack)(user_id=self.user_id, seq=seq)
+            written = self.hub.record_ack(self.user_id, seq)
+            if confirm:
+                await asyncio.shield(written)

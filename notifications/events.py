@@ -28,6 +28,7 @@ from .models import Notification, Topic
 log = logging.getLogger(__name__)
 
 NODES_GROUP = "notifications.nodes"
+ACK_FLUSH_SECONDS = 0.05  # acks wait at most this long to be written, together
 CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
 GROUP_REFRESH_SECONDS = 3600  # channels-redis forgets group members after group_expiry (a day)
 
@@ -82,7 +83,7 @@ class Listener(Protocol):
 
     async def push_notification(self, seq: int, text: str, redelivery: bool) -> None: ...
     async def push_event(self, text: str) -> None: ...
-    async def on_heartbeat(self, head_seq: int) -> None: ...
+    async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
     async def close_unauthenticated(self) -> None: ...
 
 
@@ -95,6 +96,8 @@ class Hub:
         self.channel = ""
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._acks: dict[int, int] = {}  # user -> highest acked seq, not yet written
+        self._ack_flush: asyncio.Task[None] | None = None
 
     @property
     def connections(self) -> int:
@@ -113,9 +116,37 @@ class Hub:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            if stuck:
+                log.warning("hub tasks did not stop: %s", [t.get_coro() for t in stuck])
         self._tasks = []
         self._ready.clear()
+        if self._ack_flush is not None:
+            await asyncio.gather(self._ack_flush, return_exceptions=True)
+
+    # Acks from every local socket are written together: one UPDATE per
+    # ACK_FLUSH_SECONDS for the whole process, not one per ack frame.
+    def record_ack(self, user_id: int, seq: int) -> asyncio.Task[None]:
+        """Queue a cumulative ack; the returned task finishes once it is written (await it to confirm)."""
+        if seq > self._acks.get(user_id, 0):
+            self._acks[user_id] = seq
+        if self._ack_flush is None:
+            self._ack_flush = asyncio.create_task(self._flush_acks())
+        return self._ack_flush
+
+    async def _flush_acks(self) -> None:
+        from . import services
+
+        await asyncio.sleep(ACK_FLUSH_SECONDS)
+        acks, self._acks, self._ack_flush = self._acks, {}, None  # later acks start the next flush
+        try:
+            await database_sync_to_async(services.ack_many)(acks)
+        except Exception:
+            # Only delivered_at is late: put them back for the next flush.
+            log.exception("writing %d acks failed; retrying with the next ones", len(acks))
+            for user_id, seq in acks.items():
+                self.record_ack(user_id, seq)
 
     def detach(self, listener: Listener) -> None:
         group = self.listeners.get(listener.user_id)
@@ -175,9 +206,11 @@ class Hub:
                 await asyncio.sleep(presence.REPORT_SECONDS)
         finally:
             if client is not None:
+                # Bounded: a connection cut mid-command must not hold up shutdown.
                 with contextlib.suppress(Exception):
-                    await presence.withdraw(presence.NODE_ID, client)
-                    await client.aclose()
+                    await asyncio.wait_for(presence.withdraw(presence.NODE_ID, client), 2)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.aclose(), 2)
 
     async def _heartbeat_loop(self) -> None:
         interval = conf.get().heartbeat_seconds
@@ -204,10 +237,12 @@ class Hub:
             if listener.credential in invalid:
                 await listener.close_unauthenticated()
             else:
-                await listener.on_heartbeat(heads.get(listener.user_id, 0))
+                await listener.on_heartbeat(*heads.get(listener.user_id, (0, 0)))
 
 
-def _heartbeat_state(user_ids: list[int], credentials: Iterable[tuple[str, str]]) -> tuple[dict[int, int], set[tuple[str, str]]]:
+def _heartbeat_state(
+    user_ids: list[int], credentials: Iterable[tuple[str, str]]
+) -> tuple[dict[int, tuple[int, int]], set[tuple[str, str]]]:
     from .selectors import heads
 
     return heads(user_ids), auth.invalid_credentials(credentials)

@@ -14,6 +14,7 @@ import orjson
 
 PROTOCOL_VERSION = 1
 MAX_READ_IDS = 1000
+MAX_READ_STATE_IDS = 1000
 MAX_REF_LENGTH = 64
 MAX_SEQ = 2**62
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
@@ -159,8 +160,13 @@ def reset(*, reason: str, head_seq: int) -> str:
     return encode({"type": "reset", "reason": reason, "head_seq": head_seq})
 
 
-def heartbeat(*, head_seq: int) -> str:
-    return encode({"type": "heartbeat", "head_seq": head_seq})
+def heartbeat(*, head_seq: int, unread: int) -> str:
+    return encode({"type": "heartbeat", "head_seq": head_seq, "unread": unread})
+
+
+def read_state(*, up_to_seq: int, unread_ids: list[int], unread: int, truncated: bool) -> str:
+    """Of the notifications with seq <= up_to_seq, exactly unread_ids are unread (unless truncated)."""
+    return encode({"type": "read_state", "up_to_seq": up_to_seq, "unread_ids": unread_ids, "unread": unread, "truncated": truncated})
 
 
 def reply(ref: Ref, *, ok: bool = True, error: str | None = None, **extra: Any) -> str:

@@ -27,6 +27,7 @@ class ReplayPage:
     head_seq: int
     more: bool
     reset_reason: str | None = None
+    read_state: str | None = None
 
 
 def stream_state(user_id: int) -> StreamState:
@@ -34,8 +35,12 @@ def stream_state(user_id: int) -> StreamState:
     return StreamState(*row) if row else StreamState(0, 0, 0)
 
 
-def heads(user_ids: list[int]) -> dict[int, int]:
-    return dict(UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "head_seq"))
+def heads(user_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(head_seq, unread) of each user, for the heartbeat."""
+    return {
+        uid: (head, unread)
+        for uid, head, unread in UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "head_seq", "unread")
+    }
 
 
 def live(queryset: QuerySet[Notification], now: datetime | None = None) -> QuerySet[Notification]:
@@ -44,23 +49,45 @@ def live(queryset: QuerySet[Notification], now: datetime | None = None) -> Query
 
 
 def frame_dict(n: Notification, topic_slug: str | None) -> dict[str, Any]:
+    return _frame(n.seq, n.id, topic_slug, n.kind, n.title, n.body, n.data, n.url, n.level, n.created_at, n.read_at)
+
+
+# The columns of a `notification` frame, in _frame's order: replay reads them as tuples.
+FRAME_COLUMNS = ("seq", "id", "topic__slug", "kind", "title", "body", "data", "url", "level", "created_at", "read_at")
+
+
+def _frame(
+    seq: int, id_: int, topic: str | None, kind: str, title: str, body: str, data: Any, url: str, level: str,
+    created_at: datetime, read_at: datetime | None,
+) -> dict[str, Any]:  # fmt: skip
     return {
         "type": "notification",
-        "seq": n.seq,
-        "id": n.id,
-        "topic": topic_slug,
-        "kind": n.kind,
-        "title": n.title,
-        "body": n.body,
-        "data": n.data,
-        "url": n.url,
-        "level": n.level,
-        "created_at": n.created_at,
-        "read": n.read_at is not None,
+        "seq": seq,
+        "id": id_,
+        "topic": topic,
+        "kind": kind,
+        "title": title,
+        "body": body,
+        "data": data,
+        "url": url,
+        "level": level,
+        "created_at": created_at,
+        "read": read_at is not None,
     }
 
 
-def replay_page(user_id: int, *, since: int, limit: int) -> ReplayPage:
+def read_state(user_id: int, *, up_to_seq: int, unread: int) -> str:
+    """Which notifications up to a seq are unread now: a device that was away catches up on reads too."""
+    ids = list(
+        Notification.objects.filter(recipient_id=user_id, read_at__isnull=True, seq__lte=up_to_seq)
+        .order_by("seq")
+        .values_list("id", flat=True)[: protocol.MAX_READ_STATE_IDS + 1]
+    )
+    truncated = len(ids) > protocol.MAX_READ_STATE_IDS
+    return protocol.read_state(up_to_seq=up_to_seq, unread_ids=ids[: protocol.MAX_READ_STATE_IDS], unread=unread, truncated=truncated)
+
+
+def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool = False) -> ReplayPage:
     """Notifications with seq > since, oldest first, at most `limit`.
 
     head_seq is read before the rows: every seq up to a committed head is
@@ -69,18 +96,20 @@ def replay_page(user_id: int, *, since: int, limit: int) -> ReplayPage:
     """
     state = stream_state(user_id)
     if since < state.pruned_seq:
-        return ReplayPage([], since, state.head_seq, False, reset_reason="retention")
+        return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="retention")
     if since > state.head_seq:
-        return ReplayPage([], since, state.head_seq, False, reset_reason="cursor_ahead")
+        return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="cursor_ahead")
+    # Tuples, not model instances: a 500-row page costs a third of the time to read and encode.
     rows = list(
         live(Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=state.head_seq))
-        .select_related("topic")
-        .order_by("seq")[:limit]
+        .order_by("seq")
+        .values_list(*FRAME_COLUMNS)[:limit]
     )
-    more = len(rows) == limit and rows[-1].seq < state.head_seq
-    frames = [protocol.encode(frame_dict(n, n.topic.slug if n.topic else None)) for n in rows]
-    last_seq = rows[-1].seq if more else state.head_seq
-    return ReplayPage(frames, last_seq, state.head_seq, more)
+    more = len(rows) == limit and rows[-1][0] < state.head_seq
+    frames = [protocol.encode(_frame(*row)) for row in rows]
+    last_seq = rows[-1][0] if more else state.head_seq
+    read = read_state(user_id, up_to_seq=since, unread=state.unread) if with_read_state and since else None
+    return ReplayPage(frames, last_seq, state.head_seq, more, read_state=read)
 
 
 def inbox(

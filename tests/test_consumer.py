@@ -156,11 +156,11 @@ async def test_live_notification_frame(user: Any) -> None:
 
 
 async def test_since_replays_then_synced(user: Any) -> None:
-    for i in range(5):
-        await notify(user, f"n{i}")
+    ids = [(await notify(user, f"n{i}")).deliveries[0].id for i in range(5)]
     ws, _ = await welcome(user, query="since=2")
     frames = await frames_until(ws, "synced")
-    assert [f["seq"] for f in frames[:-1]] == [3, 4, 5]
+    assert frames[0] == {"type": "read_state", "up_to_seq": 2, "unread_ids": ids[:2], "unread": 5, "truncated": False}
+    assert [f["seq"] for f in frames[1:-1]] == [3, 4, 5]
     assert frames[-1] == {"type": "synced", "head_seq": 5, "replayed": 3, "more": False}
     await notify(user, "live")
     assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == 6
@@ -177,7 +177,7 @@ async def test_resume_pages_with_more(user: Any, settings: Any) -> None:
     while more:
         await ws.send_json_to({"type": "resume", "since": since})
         frames = await frames_until(ws, "synced")
-        seqs += [f["seq"] for f in frames[:-1]]
+        seqs += [f["seq"] for f in frames if f["type"] == "notification"]
         more = frames[-1]["more"]
         since = seqs[-1]
     assert seqs == [1, 2, 3, 4, 5]
@@ -189,6 +189,8 @@ async def test_reset_when_cursor_is_ahead_or_older_than_retention(user: Any) -> 
         await notify(user)
     ws, _ = await welcome(user, query="since=10")
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reset", "reason": "cursor_ahead", "head_seq": 3}
+    await notify(user, "after the reset")  # the cursor moved to the head: live again, no second reset
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == 4
     await ws.disconnect()
 
     def age_and_prune() -> None:
@@ -197,7 +199,17 @@ async def test_reset_when_cursor_is_ahead_or_older_than_retention(user: Any) -> 
 
     await database_sync_to_async(age_and_prune)()
     ws, _ = await welcome(user, query="since=1")
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reset", "reason": "retention", "head_seq": 3}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reset", "reason": "retention", "head_seq": 4}
+    await ws.disconnect()
+
+
+async def test_resume_brings_read_state_in_step_after_being_away(user: Any) -> None:
+    ids = [(await notify(user, f"n{i}")).deliveries[0].id for i in range(4)]
+    # While this device was away, another one read two of the four it holds.
+    await database_sync_to_async(services.mark_read)(user_id=user.id, ids=[ids[0], ids[2]])
+    ws, _ = await welcome(user, query="since=4")
+    frames = await frames_until(ws, "synced")
+    assert frames[0] == {"type": "read_state", "up_to_seq": 4, "unread_ids": [ids[1], ids[3]], "unread": 2, "truncated": False}
     await ws.disconnect()
 
 
@@ -214,7 +226,7 @@ async def test_dropped_push_is_replayed_by_the_server_on_a_gap(user: Any, monkey
 
 async def test_heartbeat_carries_head_and_repairs_a_dropped_push(user: Any, fast: Any, monkeypatch: Any) -> None:
     ws, _ = await welcome(user)
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0, "unread": 0}
     with monkeypatch.context() as m:
         m.setattr(events, "_send", lambda message: None)
         await notify(user, "only the database knows")
@@ -397,7 +409,7 @@ async def test_no_event_is_lost_while_connecting(user: Any) -> None:
             await notify(user, f"n{i}")
 
     publisher = asyncio.create_task(publish_many())
-    ws, hello = await welcome(user, query="since=0")
+    ws, _ = await welcome(user, query="since=0")
     await publisher
     seqs: list[int] = []
     while not seqs or seqs[-1] < 20:
