@@ -55,6 +55,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.live = False
         self.sent_seq = self.acked_seq = self.pending_max = 0
         self.recorded_ack = 0  # highest ack written to the database by this socket
+        self.heartbeat_head = 0  # head_seq at the last heartbeat
         self.sync_lock = asyncio.Lock()
         self.catch_up_task: asyncio.Task[None] | None = None
         self.tokens = float(self.settings.client_frame_burst)
@@ -134,12 +135,17 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self.send(text)
 
     async def on_heartbeat(self, head_seq: int, unread: int) -> None:
-        if self.live and head_seq > self.sent_seq:
-            # A push was dropped: replay it; the `synced` frame carries the head.
+        # A seq that was the head one heartbeat ago and still has not been sent
+        # was dropped: replay it (the `synced` frame carries the head). A seq
+        # past what was sent is otherwise most likely in flight (a burst being
+        # fanned out); replaying it for every socket would only repeat it.
+        dropped = self.sent_seq < self.heartbeat_head
+        self.heartbeat_head = head_seq
+        if self.live and dropped:
             self.pending_max = max(self.pending_max, head_seq)
             self._start_catch_up()
             return
-        await self.send(protocol.heartbeat(head_seq=head_seq, unread=unread))
+        await self.send(protocol.heartbeat(head_seq=min(head_seq, self.sent_seq), unread=unread))
 
     async def close_unauthenticated(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -229,7 +235,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.ack(frame.seq, confirm=frame.ref is not None)
         elif isinstance(frame, Read):
             result = await database_sync_to_async(services.mark_read)(user_id=self.user_id, ids=frame.ids, everything=frame.all)
-            extra["unread"] = result.unread
+            extra.update(unread=result.unread, head_seq=result.head_seq)
         elif isinstance(frame, Subscribe):
             await database_sync_to_async(services.subscribe)(user_id=self.user_id, slug=frame.topic)
         elif isinstance(frame, Unsubscribe):

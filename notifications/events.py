@@ -16,7 +16,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -24,6 +24,9 @@ from channels.layers import get_channel_layer
 
 from . import auth, conf, presence, protocol
 from .models import Notification, Topic
+
+if TYPE_CHECKING:
+    from . import services
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +48,14 @@ def notifications_created(rows: Sequence[Notification], *, redelivery: bool = Fa
         _send({"type": "node.deliver", "items": items[start : start + CHUNK], "redelivery": redelivery})
 
 
-def read_changed(user_id: int, *, ids: list[int], up_to_seq: int | None, unread: int) -> None:
-    frame = protocol.read_event(ids=ids, up_to_seq=up_to_seq, unread=unread)
-    _send({"type": "node.user_event", "user": user_id, "frame": protocol.encode(frame)})
+def read_changed(user_id: int, result: services.ReadResult) -> None:
+    frame = protocol.read_event(ids=result.changed_ids, up_to_seq=result.up_to_seq, unread=result.unread, head_seq=result.head_seq)
+    _send({"type": "node.user_event", "user": user_id, "frame": frame})
 
 
-def unread_changed(user_id: int, *, ids: list[int], unread: int) -> None:
-    _send({"type": "node.user_event", "user": user_id, "frame": protocol.encode({"type": "unread", "ids": ids, "unread": unread})})
+def unread_changed(user_id: int, result: services.ReadResult) -> None:
+    frame = protocol.unread_event(ids=result.changed_ids, unread=result.unread, head_seq=result.head_seq)
+    _send({"type": "node.user_event", "user": user_id, "frame": frame})
 
 
 def _frame(n: Notification, slugs: dict[int, str]) -> dict[str, Any]:

@@ -164,9 +164,18 @@ def heartbeat(*, head_seq: int, unread: int) -> str:
     return encode({"type": "heartbeat", "head_seq": head_seq, "unread": unread})
 
 
-def read_state(*, up_to_seq: int, unread_ids: list[int], unread: int, truncated: bool) -> str:
+def read_state(*, up_to_seq: int, unread_ids: list[int], unread: int, head_seq: int, truncated: bool) -> str:
     """Of the notifications with seq <= up_to_seq, exactly unread_ids are unread (unless truncated)."""
-    return encode({"type": "read_state", "up_to_seq": up_to_seq, "unread_ids": unread_ids, "unread": unread, "truncated": truncated})
+    return encode(
+        {
+            "type": "read_state",
+            "up_to_seq": up_to_seq,
+            "unread_ids": unread_ids,
+            "unread": unread,
+            "head_seq": head_seq,
+            "truncated": truncated,
+        }
+    )
 
 
 def reply(ref: Ref, *, ok: bool = True, error: str | None = None, **extra: Any) -> str:
@@ -187,11 +196,19 @@ def pong(ref: Ref = None) -> str:
     return encode({"type": "pong", "ref": ref} if ref is not None else {"type": "pong"})
 
 
-def read_event(*, ids: list[int] | None, up_to_seq: int | None, unread: int) -> dict[str, Any]:
-    """The `read` frame as a dict: it travels through the channel layer before it is encoded."""
-    frame: dict[str, Any] = {"type": "read", "unread": unread}
+# Every unread count the server sends says which head_seq it covers: a client
+# then adds its own unread notifications above that seq, and is exact even when
+# a read mark and a publish cross on the wire.
+
+
+def read_event(*, ids: list[int] | None, up_to_seq: int | None, unread: int, head_seq: int) -> str:
+    frame: dict[str, Any] = {"type": "read", "unread": unread, "head_seq": head_seq}
     if up_to_seq is not None:
         frame["up_to_seq"] = up_to_seq
     else:
         frame["ids"] = ids or []
-    return frame
+    return encode(frame)
+
+
+def unread_event(*, ids: list[int], unread: int, head_seq: int) -> str:
+    return encode({"type": "unread", "ids": ids, "unread": unread, "head_seq": head_seq})

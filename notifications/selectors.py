@@ -76,7 +76,7 @@ def _frame(
     }
 
 
-def read_state(user_id: int, *, up_to_seq: int, unread: int) -> str:
+def read_state(user_id: int, *, up_to_seq: int, state: StreamState) -> str:
     """Which notifications up to a seq are unread now: a device that was away catches up on reads too."""
     ids = list(
         Notification.objects.filter(recipient_id=user_id, read_at__isnull=True, seq__lte=up_to_seq)
@@ -84,7 +84,10 @@ def read_state(user_id: int, *, up_to_seq: int, unread: int) -> str:
         .values_list("id", flat=True)[: protocol.MAX_READ_STATE_IDS + 1]
     )
     truncated = len(ids) > protocol.MAX_READ_STATE_IDS
-    return protocol.read_state(up_to_seq=up_to_seq, unread_ids=ids[: protocol.MAX_READ_STATE_IDS], unread=unread, truncated=truncated)
+    unread_ids = ids[: protocol.MAX_READ_STATE_IDS]
+    return protocol.read_state(
+        up_to_seq=up_to_seq, unread_ids=unread_ids, unread=state.unread, head_seq=state.head_seq, truncated=truncated
+    )
 
 
 def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool = False) -> ReplayPage:
@@ -108,7 +111,7 @@ def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool =
     more = len(rows) == limit and rows[-1][0] < state.head_seq
     frames = [protocol.encode(_frame(*row)) for row in rows]
     last_seq = rows[-1][0] if more else state.head_seq
-    read = read_state(user_id, up_to_seq=since, unread=state.unread) if with_read_state and since else None
+    read = read_state(user_id, up_to_seq=since, state=state) if with_read_state and since else None
     return ReplayPage(frames, last_seq, state.head_seq, more, read_state=read)
 
 

@@ -66,6 +66,7 @@ class ReadResult:
     changed_ids: list[int]
     up_to_seq: int | None
     unread: int
+    head_seq: int  # the unread count covers every seq up to here
 
 
 def notify(*, recipient_ids: Iterable[int], content: Content, idempotency_key: str | None = None) -> PublishResult:
@@ -244,7 +245,7 @@ def mark_read(*, user_id: int, ids: Sequence[int] = (), everything: bool = False
             up_to_seq = None
         result = _adjust_unread(stream, -count, changed, up_to_seq)
         if count:
-            transaction.on_commit(lambda: events.read_changed(user_id, ids=result.changed_ids, up_to_seq=up_to_seq, unread=result.unread))
+            transaction.on_commit(lambda: events.read_changed(user_id, result))
     return result
 
 
@@ -255,7 +256,7 @@ def mark_unread(*, user_id: int, ids: Sequence[int]) -> ReadResult:
         count = Notification.objects.filter(id__in=changed).update(read_at=None)
         result = _adjust_unread(stream, count, changed, None)
         if count:
-            transaction.on_commit(lambda: events.unread_changed(user_id, ids=changed, unread=result.unread))
+            transaction.on_commit(lambda: events.unread_changed(user_id, result))
     return result
 
 
@@ -287,7 +288,7 @@ def _locked_stream(user_id: int) -> UserStream:
 def _adjust_unread(stream: UserStream, delta: int, changed: list[int], up_to_seq: int | None) -> ReadResult:
     if delta:
         UserStream.objects.filter(pk=stream.pk).update(unread=F("unread") + delta)
-    return ReadResult(changed, up_to_seq, stream.unread + delta)
+    return ReadResult(changed, up_to_seq, stream.unread + delta, stream.head_seq)
 
 
 def ack(*, user_id: int, seq: int) -> int:

@@ -159,7 +159,7 @@ async def test_since_replays_then_synced(user: Any) -> None:
     ids = [(await notify(user, f"n{i}")).deliveries[0].id for i in range(5)]
     ws, _ = await welcome(user, query="since=2")
     frames = await frames_until(ws, "synced")
-    assert frames[0] == {"type": "read_state", "up_to_seq": 2, "unread_ids": ids[:2], "unread": 5, "truncated": False}
+    assert frames[0] == {"type": "read_state", "up_to_seq": 2, "unread_ids": ids[:2], "unread": 5, "head_seq": 5, "truncated": False}
     assert [f["seq"] for f in frames[1:-1]] == [3, 4, 5]
     assert frames[-1] == {"type": "synced", "head_seq": 5, "replayed": 3, "more": False}
     await notify(user, "live")
@@ -209,7 +209,14 @@ async def test_resume_brings_read_state_in_step_after_being_away(user: Any) -> N
     await database_sync_to_async(services.mark_read)(user_id=user.id, ids=[ids[0], ids[2]])
     ws, _ = await welcome(user, query="since=4")
     frames = await frames_until(ws, "synced")
-    assert frames[0] == {"type": "read_state", "up_to_seq": 4, "unread_ids": [ids[1], ids[3]], "unread": 2, "truncated": False}
+    assert frames[0] == {
+        "type": "read_state",
+        "up_to_seq": 4,
+        "unread_ids": [ids[1], ids[3]],
+        "unread": 2,
+        "head_seq": 4,
+        "truncated": False,
+    }
     await ws.disconnect()
 
 
@@ -275,12 +282,12 @@ async def test_read_reaches_every_device_with_unread(user: Any) -> None:
     phone, _ = await welcome(user)
     laptop, _ = await welcome(user)
     await phone.send_json_to({"type": "read", "ids": [ids[0], 999_999], "ref": 7})
-    event = {"type": "read", "ids": [ids[0]], "unread": 2}
+    event = {"type": "read", "ids": [ids[0]], "unread": 2, "head_seq": 3}
     got = [await phone.receive_json_from(timeout=TIMEOUT) for _ in range(2)]  # the reply, and the event every device gets
-    assert sorted(got, key=str) == sorted([{"type": "reply", "ref": 7, "ok": True, "unread": 2}, event], key=str)
+    assert sorted(got, key=str) == sorted([{"type": "reply", "ref": 7, "ok": True, "unread": 2, "head_seq": 3}, event], key=str)
     assert await laptop.receive_json_from(timeout=TIMEOUT) == event
     await laptop.send_json_to({"type": "read", "all": True})
-    assert await phone.receive_json_from(timeout=TIMEOUT) == {"type": "read", "up_to_seq": 3, "unread": 0}
+    assert await phone.receive_json_from(timeout=TIMEOUT) == {"type": "read", "up_to_seq": 3, "unread": 0, "head_seq": 3}
     await phone.disconnect()
     await laptop.disconnect()
 
@@ -290,7 +297,7 @@ async def test_read_of_another_users_id_changes_nothing(make_user: Any) -> None:
     theirs = (await notify(b)).deliveries[0].id
     ws, _ = await welcome(a)
     await ws.send_json_to({"type": "read", "ids": [theirs], "ref": "r"})  # nothing changes, so no event either
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "r", "ok": True, "unread": 0}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "r", "ok": True, "unread": 0, "head_seq": 0}
     assert await database_sync_to_async(lambda: Notification.objects.get(id=theirs).read_at)() is None
     await ws.disconnect()
 

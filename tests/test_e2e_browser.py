@@ -699,3 +699,28 @@ def test_client_resets_on_reset_resumes_behind_a_heartbeat_and_starts_from_its_s
     assert result["events"] == [["reset", 900], ["synced", 902], ["unread", 6]]
     assert result["unread"] == 6 and result["closedState"] == "offline"
     assert result["url"] == "ws://client.test/ws?since=902"
+
+
+def test_client_unread_count_is_exact_when_a_read_mark_and_a_publish_cross(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 12, since: 5, WebSocket: FakeSocket });
+        c.connect();
+        const ws = FakeSocket.all[0];
+        const counts = [];
+        ws.recv({ type: "welcome", protocol: 1, user: 12, head_seq: 5, unread: 2, heartbeat_s: 25 });
+        ws.recv({ type: "synced", head_seq: 5, replayed: 0, more: false });
+        counts.push(c.unread);
+        ws.recv(note(6));                                              // new and unread
+        counts.push(c.unread);
+        // Another device read one while seq 6 was being published: the count it carries covers seqs up to 5.
+        ws.recv({ type: "read", ids: [1001], unread: 1, head_seq: 5 });
+        counts.push(c.unread);
+        ws.recv({ type: "heartbeat", head_seq: 6, unread: 2 });       // the server now counts seq 6 itself
+        counts.push(c.unread);
+        c.close();
+        return counts;
+        """,
+    )
+    assert result == [2, 3, 2, 2]

@@ -86,6 +86,7 @@ export class NotificationClient {
     this._ahead = new Map(); // seq -> frame received past a gap, held until the gap is filled
     this._lastSeen = null; // seq of the last notification frame on this socket
     this._unreadBase = 0; // seqs up to here are already counted in `unread`
+    this._recentUnread = []; // unread seqs we accepted above the server's last counted head
     this._acked = 0;
     this._ackTimer = null;
     this._retryTimer = null;
@@ -305,18 +306,18 @@ export class NotificationClient {
         return this._onReset(frame);
       case "read":
       case "unread":
-        this._setUnread(frame.unread);
+        this._countedUnread(frame);
         return this._emit(frame.type, frame);
       case "read_state":
         // Sent before a replay we asked for: which of the seqs we hold are unread now.
-        this._setUnread(frame.unread);
+        this._countedUnread(frame);
         return this._emit("read_state", frame);
       case "heartbeat":
-        if (typeof frame.unread === "number") this._setUnread(frame.unread);
+        this._countedUnread(frame);
         if (this.cursor !== null && frame.head_seq > this.cursor) this._resume();
         return this._emit("heartbeat", frame);
       case "reply":
-        if (typeof frame.unread === "number") this._setUnread(frame.unread);
+        this._countedUnread(frame);
         return this._settle(frame.ref, frame.ok ? null : frame, frame);
       case "error":
         if (frame.ref !== undefined && this._pending.has(frame.ref)) return this._settle(frame.ref, frame, frame);
@@ -334,6 +335,7 @@ export class NotificationClient {
     this.connections += 1;
     this.attempt = 0;
     this._unreadBase = frame.head_seq;
+    this._recentUnread = [];
     this._acked = Math.min(this._acked, this.cursor ?? frame.head_seq);
     this._setUnread(frame.unread);
     this._emit("welcome", { ...frame, reconnect: this.connections > 1 });
@@ -368,7 +370,10 @@ export class NotificationClient {
     this._setCursor(frame.seq);
     if (frame.seq > this._unreadBase) {
       this._unreadBase = frame.seq;
-      if (!frame.read) this._setUnread((this.unread ?? 0) + 1);
+      if (!frame.read) {
+        this._recentUnread.push(frame.seq);
+        this._setUnread((this.unread ?? 0) + 1);
+      }
     }
     if (this._syncing) this._synced += 1;
     this._sinceSynced += 1;
@@ -435,6 +440,19 @@ export class NotificationClient {
     this._synced = 0;
     this._setState(State.SYNCING);
     this._send({ type: "resume", since: this.cursor });
+  }
+
+  /**
+   * The server's unread count covers seqs up to the head_seq it names; add the
+   * unread notifications we accepted above it. Exact even when a read mark and
+   * a publish cross on the wire.
+   */
+  _countedUnread(frame) {
+    if (typeof frame.unread !== "number") return;
+    if (typeof frame.head_seq !== "number") return this._setUnread(frame.unread);
+    this._recentUnread = this._recentUnread.filter((seq) => seq > frame.head_seq);
+    this._unreadBase = Math.max(this._unreadBase, frame.head_seq);
+    this._setUnread(frame.unread + this._recentUnread.length);
   }
 
   /** Apply an unread count learned elsewhere (e.g. the answer to an HTTP mark-read). */
