@@ -71,7 +71,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.hub = events.hub()
         # Attach before reading the head, so no push falls between the two.
         await self.hub.attach(self)
-        state = await database_sync_to_async(selectors.stream_state)(self.user_id)
+        # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
+        state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
         await self.accept()
         await self.send(
             protocol.welcome(

@@ -126,6 +126,7 @@ class Hub:
                 log.warning("hub tasks did not stop: %s", [t.get_coro() for t in stuck])
         self._tasks = []
         self._ready.clear()
+        self.channel = ""  # the next start may be on another layer instance
         if self._ack_flush is not None:
             await asyncio.gather(self._ack_flush, return_exceptions=True)
 
@@ -164,7 +165,9 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                self.channel = await layer.new_channel("node")
+                # One channel for the hub's life: a new one per retry would leave the
+                # old one in the group, and every push would still be written to it.
+                self.channel = self.channel or await layer.new_channel("node")
                 await self._join()
                 self._ready.set()
                 while True:
