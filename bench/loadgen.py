@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from typing import Any
@@ -31,8 +32,10 @@ from urllib.parse import urlparse
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-ACK_EVERY = 50
-ACK_INTERVAL = 0.1
+# Acks like static/notifications/client.js: cumulative, at most ACK_INTERVAL after the first
+# unacked notification, or at once when ACK_EVERY are unacked (BENCH_ACK_MS / BENCH_ACK_EVERY).
+ACK_EVERY = int(os.environ.get("BENCH_ACK_EVERY", "100"))
+ACK_INTERVAL = int(os.environ.get("BENCH_ACK_MS", "250")) / 1000
 CONNECT_TIMEOUT = 30.0
 
 
@@ -65,7 +68,7 @@ class Sock:
 class Worker:
     def __init__(self) -> None:
         self.socks: list[Sock] = []
-        self.dirty: set[Sock] = set()
+        self.dirty: dict[Sock, float] = {}  # socket -> when its pending ack is due
         self.last_receipt = 0.0
         self.keep_latency = False
         self.progress = asyncio.Event()
@@ -174,8 +177,8 @@ class Worker:
             sock.unacked += 1
             if sock.unacked >= ACK_EVERY:
                 self._send_ack(sock)
-            else:
-                self.dirty.add(sock)
+            elif sock not in self.dirty:
+                self.dirty[sock] = now + ACK_INTERVAL
         if n in sock.seen_n:
             sock.dups += 1
             return
@@ -189,14 +192,15 @@ class Worker:
     def _send_ack(self, sock: Sock) -> None:
         sock.unacked = 0
         sock.acked = sock.last_seq
-        self.dirty.discard(sock)
+        self.dirty.pop(sock, None)
         task = asyncio.ensure_future(sock.ws.send(orjson.dumps({"type": "ack", "seq": sock.last_seq}).decode()))
         task.add_done_callback(_ignore_result)
 
     async def _ack_loop(self) -> None:
         while True:
-            await asyncio.sleep(ACK_INTERVAL)
-            for sock in list(self.dirty):
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            for sock in [s for s, due in self.dirty.items() if due <= now]:
                 self._send_ack(sock)
 
     # --- expectations -------------------------------------------------------------
@@ -248,7 +252,7 @@ class Worker:
             self._send_ack(sock)
         finally:
             await sock.ws.close()
-            self.dirty.discard(sock)
+            self.dirty.pop(sock, None)
         return {"complete": ok, "received": sock.received, "dups": sock.dups, "seconds": t1 - t0, "errors": self.errors[:5]}
 
     async def close(self) -> dict[str, Any]:
@@ -266,6 +270,74 @@ class Worker:
         closed = len(self.socks)
         self.socks, self.tasks = [], []
         return {"closed": closed}
+
+
+async def http_load(cmd: dict[str, Any]) -> dict[str, Any]:
+    """POST JSON bodies over keep-alive HTTP/1.1 connections for `seconds`; count what was stored.
+
+    `bodies` are sent round-robin by `concurrency` connections, each waiting
+    for its answer before the next request. A response other than 201, or one
+    that does not list every notification asked for, is an error.
+    """
+    _check_loopback(cmd["url"])
+    target = urlparse(cmd["url"])
+    host, port = target.hostname or "127.0.0.1", int(target.port or 80)
+    bodies = [orjson.dumps(b) for b in cmd["bodies"]]
+    expected = [int(n) for n in cmd["expected"]]
+    head = (
+        f"POST {target.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {cmd['token']}\r\nContent-Type: application/json\r\n"
+    )
+    deadline = time.monotonic() + float(cmd["seconds"])
+    stats = {"requests": 0, "stored": 0, "errors": 0}
+    problems: list[str] = []
+    latencies: list[float] = []
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.monotonic() < deadline:
+                i = next(counter) % len(bodies)
+                started = time.monotonic()
+                writer.write(f"{head}Content-Length: {len(bodies[i])}\r\n\r\n".encode() + bodies[i])
+                status, payload = await asyncio.wait_for(_response(reader), 60)
+                latencies.append(time.monotonic() - started)
+                stats["requests"] += 1
+                stored = _stored(payload) if status == 201 else -1
+                if stored != expected[i]:
+                    stats["errors"] += 1
+                    problems.append(f"{status}: {payload[:200]!r}")
+                    continue
+                stats["stored"] += stored
+        finally:
+            writer.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(int(cmd["concurrency"]))))
+    t1 = time.monotonic()
+    latencies.sort()
+    return {**stats, "t0": t0, "t1": t1, "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0, "errors_seen": problems[:3]}
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in {b"\r\n", b""}:
+            break
+        name, _, value = line.decode("latin1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length)
+    return int(status_line.split()[1]), body
+
+
+def _stored(payload: bytes) -> int:
+    data = orjson.loads(payload)
+    if "results" in data:
+        return sum(len(r["notifications"]) for r in data["results"])
+    return len(data.get("notifications", []))
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:
@@ -291,6 +363,8 @@ async def main() -> None:
                 reply = await worker.expect(cmd)
             elif name == "replay":
                 reply = await worker.replay(cmd)
+            elif name == "http":
+                reply = await http_load(cmd)
             elif name == "close":
                 reply = await worker.close()
             else:

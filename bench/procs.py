@@ -38,6 +38,28 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Pids whose command is `name` (postgres, redis-server): their CPU is part of a run's cost."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @dataclass
 class Env:
     database_url: str
@@ -96,9 +118,9 @@ class Server:
     def command(self) -> tuple[list[str], dict[str, str]]:
         endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048"
         if self.peer.name == "ours":
-            return [PY, "-m", "daphne", "-e", endpoint, "project.asgi:application"], self.env.django()
+            return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
         if self.peer.name == "channels":
-            return [PY, "-m", "daphne", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
+            return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
         if self.peer.name == "socketio":
             args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets", "--loop", "asyncio", "--backlog", "2048"]
             args += ["--log-level", "warning", "--no-access-log"]
@@ -219,3 +241,28 @@ async def publisher(peer: str, env: Env, server: Server, topic: str = "") -> Lin
     proc_env = env.django() if peer == "ours" else env.peer()
     cmd = [PY, "-m", "bench.publisher", orjson.dumps(args).decode()]
     return await LineProcess(f"publisher-{peer}").start(cmd, proc_env, wait_ready=True)
+
+
+class Profiler:
+    """py-spy sampling one process into collapsed stacks (`--format raw`); stopped with SIGINT so it writes."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid, self.out = pid, out
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Profiler:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        py_spy = str(Path(PY).parent / "py-spy")
+        cmd = [py_spy, "record", "--pid", str(self.pid), "--rate", "200", "--format", "raw", "--output", str(self.out)]
+        self.proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        return self
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            await _stop(self.proc)

@@ -38,8 +38,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--idle", type=int, default=d.idle_connections, help="idle connections on one server process")
     p.add_argument("--missed", type=int, default=d.replay_missed, help="notifications a replaying client missed")
     p.add_argument("--workers", type=int, default=d.workers, help="load-generator processes")
+    p.add_argument("--connect-concurrency", type=int, default=d.connect_concurrency, help="handshakes in flight per load generator")
     p.add_argument("--http-seconds", type=float, default=d.http_seconds)
     p.add_argument("--http-batch", type=int, default=d.http_batch)
+    p.add_argument("--profile", default="", help="a folder: record the server and publisher of every run with py-spy (root)")
     p.add_argument("--shared", default="", help="say in RESULTS.md that the machine was shared, and with what")
     p.add_argument("--no-write", action="store_true", help="print the table only; leave RESULTS.md and results.png alone")
     p.add_argument("--json", default="", help="also write the raw figures to this file")
@@ -60,7 +62,7 @@ def setup_data(env: Env, users: int, fanout: int) -> Data:
         [PY, "-m", "bench.setup_data", str(path), "--users", str(users), "--fanout", str(fanout)], cwd=ROOT, env=env.django(), check=True
     )
     raw = orjson.loads(path.read_bytes())
-    return Data(raw["tokens"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"])
+    return Data(raw["tokens"], raw["user_ids"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"])
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -68,6 +70,7 @@ async def run(args: argparse.Namespace) -> int:
         fanout_users=args.users, fanout_messages=args.messages, latency_users=args.users, latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds, idle_connections=args.idle, replay_missed=args.missed, rounds=args.rounds,
         replay_rounds=args.replay_rounds, workers=args.workers, http_seconds=args.http_seconds, http_batch=args.http_batch,
+        profile=args.profile, connect_concurrency=args.connect_concurrency,
     )  # fmt: skip
     nofile = raise_nofile(2 * sizes.idle_connections + 2000)
     if nofile < sizes.idle_connections + 1000:
@@ -75,7 +78,9 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     env = Env(
         database_url=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"),
-        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # redis-py's default socket timeout (5 s) equals channels-redis' blocking receive (5 s): a busy
+        # event loop then times the read out and the receiver reconnects. Every peer gets the longer one.
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0?socket_timeout=15"),
         prefix=f"bench{uuid.uuid4().hex[:6]}",
     )
     peers = [PEERS[p] for p in args.peers.split(",") if p]

@@ -12,9 +12,10 @@ import asyncio
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .procs import Env, Peer, Server, Workers, publisher, rss_kb
+from .procs import Env, Peer, Profiler, Server, Workers, cpu_seconds, pids_named, publisher, rss_kb
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class Sizes:
     rounds: int = 3
     replay_rounds: int = 5
     workers: int = 4
+    connect_concurrency: int = 8  # handshakes in flight per load-generator process
     http_seconds: float = 5.0
     http_batch: int = 500
+    profile: str = ""  # a folder: py-spy records the server and the publisher of every run into it
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Data:
     """What setup_data issued: tokens for bench users, in user order."""
 
     tokens: list[str]
+    user_ids: list[int]
     replay_user: int
     replay_token: str
     fanout_topic: str
@@ -84,6 +88,7 @@ class Run:
         self.workers = Workers(sizes.workers)
         self.pub: Any = None
         self.next_n = 1
+        self.profilers: list[Profiler] = []
 
     async def __aenter__(self) -> Run:
         try:
@@ -95,11 +100,33 @@ class Run:
             raise
         return self
 
+    async def profile(self, scenario: str) -> None:
+        """With --profile, sample the server and the publisher from here on (the measured part)."""
+        if self.sizes.profile and not self.profilers:
+            folder = Path(self.sizes.profile)
+            name = f"{scenario}-{self.peer.name}"
+            self.profilers = [
+                await Profiler(self.server.pid, folder / f"{name}-server.txt").start(),
+                await Profiler(self.pub.proc.pid, folder / f"{name}-publisher.txt").start(),
+            ]
+
     async def __aexit__(self, *exc: object) -> None:
+        for profiler in self.profilers:
+            await profiler.stop()
         if self.pub is not None:
             await self.pub.stop()
         await self.workers.stop()
         await self.server.stop()
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each part of the run (PostgreSQL and Redis: every process, shared ones too)."""
+        return {
+            "server": cpu_seconds(self.server.pid),
+            "publisher": cpu_seconds(self.pub.proc.pid) if self.pub and self.pub.proc else 0.0,
+            "loadgen": sum(cpu_seconds(p.proc.pid) for p in self.workers.procs if p.proc),
+            "postgres": sum(cpu_seconds(pid) for pid in pids_named("postgres")),
+            "redis": sum(cpu_seconds(pid) for pid in pids_named("redis-server")),
+        }
 
     async def burst(self, count: int, wait: float) -> dict[str, Any]:
         """Publish `count` back to back and wait until every socket has them all."""
@@ -125,9 +152,12 @@ async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
         warm = await run.burst(1, 30)
         if not warm["complete"]:
             return _failed("warm-up delivery lost", missing=warm["missing"], errors=warm["errors"])
+        await run.profile("fanout")
         rounds: list[dict[str, Any]] = []
         for _ in range(sizes.rounds):
+            cpu_before = run.cpu()
             got = await run.burst(count, 120)
+            cpu = {k: round(v - cpu_before[k], 2) for k, v in run.cpu().items()}
             if not got["complete"]:
                 return _failed(f"{got['missing']} deliveries lost", rounds=rounds, errors=got["errors"])
             elapsed = got["last"] - got["t0"]
@@ -139,6 +169,7 @@ async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
                     "rate": users * count / elapsed,
                     "publish_s": publish_s,
                     "dups": got["dups"],
+                    "cpu_s": cpu,
                 }
             )
             await asyncio.sleep(0.5)  # let acks land before the next round
@@ -147,6 +178,7 @@ async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
         "rate": statistics.median(r["rate"] for r in rounds),
         "seconds": statistics.median(r["seconds"] for r in rounds),
         "publish_s": statistics.median(r["publish_s"] for r in rounds),
+        "cpu_s": rounds[len(rounds) // 2]["cpu_s"],
         "rounds": rounds,
     }
 
@@ -167,6 +199,7 @@ async def latency(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, A
         warm = await run.burst(1, 30)
         if not warm["complete"]:
             return _failed("warm-up delivery lost", missing=warm["missing"])
+        await run.profile("latency")
         await run.workers.all(cmd="mark", latency=True)
         pace = {"rate": sizes.latency_rate, "seconds": sizes.latency_seconds}
         sent = await run.pub.ask(reply_s=sizes.latency_seconds + 60, cmd="paced", first=run.next_n, **pace)
@@ -194,7 +227,8 @@ async def connections(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[st
             return _failed("warm-up connect", **warm)
         await asyncio.sleep(1.0)
         before = rss_kb(run.server.pid)
-        conn = await connect(run.workers, run.server, peer, data, n, concurrency=32)
+        await run.profile("connections")
+        conn = await connect(run.workers, run.server, peer, data, n, concurrency=sizes.connect_concurrency)
         if conn["failed"]:
             return _failed(f"{conn['failed']} of {n} did not connect", errors=conn["errors"])
         await asyncio.sleep(2.0)
@@ -219,6 +253,7 @@ async def replay(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
     if not peer.stores:
         return {"ok": True, "na": "nothing stored: a missed message is gone"}
     async with Run(peer, env, sizes) as run:
+        await run.profile("replay")
         rounds = []
         for _ in range(sizes.replay_rounds + 1):  # the first is a warm-up
             missed = await run.pub.ask(cmd="missed", user=data.replay_user, n=sizes.replay_missed)
@@ -231,6 +266,52 @@ async def replay(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
     return {"ok": True, "ms": statistics.median(rounds[1:]), "rounds_ms": rounds[1:], "warmup_ms": rounds[0]}
 
 
+async def http(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """e. POST /api/v1/notifications (one notification to one user a request) and /batch (http_batch of them), into PostgreSQL."""
+    if not peer.stores:
+        return {"ok": True, "na": "no HTTP publish: nothing stored"}
+    users = data.user_ids[: max(sizes.fanout_users, sizes.http_batch)]
+    singles = [{"users": [u], "title": f"http {i}", "body": "single"} for i, u in enumerate(users)]
+    batches = [
+        {"notifications": [{"users": [u], "title": f"batch {b}.{i}", "body": "batch"} for i, u in enumerate(users[: sizes.http_batch])]}
+        for b in range(4)
+    ]
+    async with Run(peer, env, sizes) as run:
+        url = run.server.http_url
+        probe = await run.workers.procs[0].ask(
+            cmd="http",
+            url=url + "/api/v1/notifications",
+            token=data.tokens[0],
+            bodies=singles[:1],
+            expected=[1],
+            seconds=0.01,
+            concurrency=1,
+        )
+        if probe["requests"] != 1 or probe["errors"]:
+            return {"ok": True, "na": f"no publish API here: {probe['errors_seen'][:1]}"}
+        await run.profile("http")
+        out: dict[str, Any] = {"ok": True}
+        for name, path, bodies, each in (
+            ("single", "/api/v1/notifications", singles, 1),
+            ("batch", "/api/v1/notifications/batch", batches, sizes.http_batch),
+        ):
+            split_bodies = split(bodies, len(run.workers.procs))
+            per = [{"bodies": b, "expected": [each] * len(b)} for b in split_bodies]
+            replies = await run.workers.all(
+                reply_s=sizes.http_seconds + 120, cmd="http", url=url + path, token=data.tokens[0], seconds=sizes.http_seconds,
+                concurrency=4 if name == "single" else 1, per_worker=per,
+            )  # fmt: skip
+            errors = sum(r["errors"] for r in replies)
+            if errors:
+                return _failed(f"{name}: {errors} requests failed", errors=[e for r in replies for e in r["errors_seen"]][:3])
+            seconds = max(r["t1"] for r in replies) - min(r["t0"] for r in replies)
+            stored = sum(r["stored"] for r in replies)
+            out[f"{name}_rate"] = stored / seconds
+            out[f"{name}_requests"] = sum(r["requests"] for r in replies)
+            out[f"{name}_p50_ms"] = statistics.median(r["p50_ms"] for r in replies)
+    return out
+
+
 async def timed(fn: Any, *args: Any) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
@@ -241,4 +322,4 @@ async def timed(fn: Any, *args: Any) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = {"fanout": fanout, "latency": latency, "connections": connections, "replay": replay}
+SCENARIOS = {"fanout": fanout, "latency": latency, "connections": connections, "replay": replay, "http": http}

@@ -65,6 +65,7 @@ def main() -> None:
 
     data = {
         "tokens": [secrets_by_user[uid] for uid in user_ids],
+        "user_ids": user_ids,
         "replay_user": replay_id,
         "replay_token": secrets_by_user[replay_id],
         "fanout_topic": "bench-fanout",
