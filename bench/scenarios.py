@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ class Run:
     """One peer's servers, publisher and load generator, stopped on exit whatever happens."""
 
     def __init__(self, peer: Peer, env: Env, sizes: Sizes, topic: str = "") -> None:
+        # A channel-layer prefix per run: an earlier run's killed server leaves its channel in the
+        # group (channels-redis keeps members for a day), and every later push would be copied into it.
+        env = replace(env, prefix=f"{env.prefix}{uuid.uuid4().hex[:4]}")
         self.peer, self.env, self.sizes, self.topic = peer, env, sizes, topic
         self.server = Server(peer, env)
         self.workers = Workers(sizes.workers)
