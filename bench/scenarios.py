@@ -128,8 +128,8 @@ class Run:
             "server": cpu_seconds(self.server.pid),
             "publisher": cpu_seconds(self.pub.proc.pid) if self.pub and self.pub.proc else 0.0,
             "loadgen": sum(cpu_seconds(p.proc.pid) for p in self.workers.procs if p.proc),
-            "postgres": sum(cpu_seconds(pid) for pid in pids_named("postgres")),
-            "redis": sum(cpu_seconds(pid) for pid in pids_named("redis-server")),
+            "postgres": sum(cpu_seconds(pid, children=True) for pid in pids_named("postgres")),
+            "redis": sum(cpu_seconds(pid, children=True) for pid in pids_named("redis-server")),
         }
 
     async def burst(self, count: int, wait: float) -> dict[str, Any]:
