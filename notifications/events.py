@@ -101,6 +101,7 @@ class Hub:
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: dict[int, int] = {}  # user -> highest acked seq, not yet written
+        self._acks_written: dict[int, int] = {}  # user (with a socket here) -> highest ack written by this hub
         self._ack_flush: asyncio.Task[None] | None = None
 
     @property
@@ -145,8 +146,12 @@ class Hub:
 
         await asyncio.sleep(ACK_FLUSH_SECONDS)
         acks, self._acks, self._ack_flush = self._acks, {}, None  # later acks start the next flush
+        written = {user_id: self._acks_written.get(user_id, 0) for user_id in acks}
         try:
-            await database_sync_to_async(services.ack_many)(acks)
+            await database_sync_to_async(services.ack_many)(acks, written=written)
+            for user_id, seq in acks.items():
+                if user_id in self.listeners:
+                    self._acks_written[user_id] = max(seq, self._acks_written.get(user_id, 0))
         except Exception:
             # Only delivered_at is late: put them back for the next flush.
             log.exception("writing %d acks failed; retrying with the next ones", len(acks))
@@ -159,6 +164,7 @@ class Hub:
             group.discard(listener)
             if not group:
                 del self.listeners[listener.user_id]
+                self._acks_written.pop(listener.user_id, None)
 
     async def _receive_loop(self) -> None:
         layer = get_channel_layer()

@@ -296,18 +296,24 @@ def ack(*, user_id: int, seq: int) -> int:
     return Notification.objects.filter(recipient_id=user_id, seq__lte=seq, delivered_at__isnull=True).update(delivered_at=timezone.now())
 
 
-def ack_many(acks: Mapping[int, int]) -> int:
-    """Cumulative acks of many users, {user_id: seq}, in one statement (each server process's hub batches them)."""
+def ack_many(acks: Mapping[int, int], *, written: Mapping[int, int] | None = None) -> int:
+    """Cumulative acks of many users, {user_id: seq}, in one statement (each server process's hub batches them).
+
+    `written` is {user_id: seq} of acks already written: every row up to it is
+    delivered, so the scan starts above it instead of walking the user's whole
+    history (and the dead row versions earlier acks left in the index).
+    """
     if not acks:
         return 0
     if connection.vendor != "postgresql":
         return sum(ack(user_id=user_id, seq=seq) for user_id, seq in acks.items())
+    users = list(acks)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(Notification._meta.db_table)} AS n SET delivered_at = %s"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS a(user_id, seq)"
-            " WHERE n.recipient_id = a.user_id AND n.seq <= a.seq AND n.delivered_at IS NULL",
-            [timezone.now(), list(acks), list(acks.values())],
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS a(user_id, seq, written)"
+            " WHERE n.recipient_id = a.user_id AND n.seq > a.written AND n.seq <= a.seq AND n.delivered_at IS NULL",
+            [timezone.now(), users, [acks[u] for u in users], [(written or {}).get(u, 0) for u in users]],
         )
         return int(cursor.rowcount)
 
