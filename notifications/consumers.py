@@ -146,7 +146,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             self.pending_max = max(self.pending_max, head_seq)
             self._start_catch_up()
             return
-        await self.send(protocol.heartbeat(head_seq=min(head_seq, self.sent_seq), unread=unread))
+        if head_seq > self.sent_seq:
+            # Pushes in flight: name only what this socket has, and no count,
+            # since the count covers seqs the client does not hold yet.
+            await self.send(protocol.heartbeat(head_seq=self.sent_seq, unread=None))
+        else:
+            await self.send(protocol.heartbeat(head_seq=head_seq, unread=unread))
 
     async def close_unauthenticated(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)

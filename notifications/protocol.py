@@ -160,8 +160,11 @@ def reset(*, reason: str, head_seq: int) -> str:
     return encode({"type": "reset", "reason": reason, "head_seq": head_seq})
 
 
-def heartbeat(*, head_seq: int, unread: int) -> str:
-    return encode({"type": "heartbeat", "head_seq": head_seq, "unread": unread})
+def heartbeat(*, head_seq: int, unread: int | None) -> str:
+    frame: dict[str, Any] = {"type": "heartbeat", "head_seq": head_seq}
+    if unread is not None:
+        frame["unread"] = unread
+    return encode(frame)
 
 
 def read_state(*, up_to_seq: int, unread_ids: list[int], unread: int, head_seq: int, truncated: bool) -> str:
