@@ -182,6 +182,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _raise_if_cancelled()
                 # Redis away: keep sockets up, retry; heartbeats replay what was missed.
                 log.exception("hub lost the channel layer; retrying in %.1fs", backoff)
                 self._ready.set()
@@ -215,6 +216,7 @@ class Hub:
                 try:
                     await presence.publish(self.report(), client)
                 except Exception:
+                    _raise_if_cancelled()
                     log.warning("presence report failed", exc_info=True)
                 await asyncio.sleep(presence.REPORT_SECONDS)
         finally:
@@ -237,6 +239,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _raise_if_cancelled()
                 log.exception("heartbeat failed")
 
     async def beat(self) -> None:
@@ -259,6 +262,13 @@ def _heartbeat_state(
     from .selectors import heads
 
     return heads(user_ids), auth.invalid_credentials(credentials)
+
+
+def _raise_if_cancelled() -> None:
+    """A library that turns our cancellation into another error must not keep a hub loop alive."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
