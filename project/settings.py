@@ -101,10 +101,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # channels-redis blocks 5 s per receive; redis-py's default socket
-                # timeout is also 5 s, so a busy loop read it as a dead connection
-                # and reconnected (docs/benchmarks.md). A ?socket_timeout= in the URL wins.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [REDIS_URL],
                 # Each process receives every push on one channel and fans it
                 # out in process, so that channel carries the whole publish
                 # rate: give it room. A drop still loses nothing (heartbeat
