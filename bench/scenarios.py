@@ -146,16 +146,23 @@ def _failed(reason: str, **extra: Any) -> dict[str, Any]:
     return {"ok": False, "reason": reason, **extra}
 
 
+async def _connect_and_warm(run: Run, peer: Peer, data: Data, users: int) -> dict[str, Any] | None:
+    """Connect `users` sockets and check one delivery reaches them all; a failure result, or None."""
+    conn = await connect(run.workers, run.server, peer, data, users)
+    if conn["failed"]:
+        return _failed("connect", **conn)
+    warm = await run.burst(1, 30)
+    if not warm["complete"]:
+        return _failed("warm-up delivery lost", missing=warm["missing"], errors=warm["errors"])
+    return None
+
+
 async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
     """a. 1,000 sockets on one topic, 50 notifications as fast as the publisher can."""
     users, count = sizes.fanout_users, sizes.fanout_messages
     async with Run(peer, env, sizes, data.fanout_topic) as run:
-        conn = await connect(run.workers, run.server, peer, data, users)
-        if conn["failed"]:
-            return _failed("connect", **conn)
-        warm = await run.burst(1, 30)
-        if not warm["complete"]:
-            return _failed("warm-up delivery lost", missing=warm["missing"], errors=warm["errors"])
+        if failure := await _connect_and_warm(run, peer, data, users):
+            return failure
         await run.profile("fanout")
         rounds: list[dict[str, Any]] = []
         for _ in range(sizes.rounds):
@@ -197,12 +204,8 @@ async def latency(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, A
     users = sizes.latency_users
     count = int(sizes.latency_rate * sizes.latency_seconds)
     async with Run(peer, env, sizes, data.fanout_topic) as run:
-        conn = await connect(run.workers, run.server, peer, data, users)
-        if conn["failed"]:
-            return _failed("connect", **conn)
-        warm = await run.burst(1, 30)
-        if not warm["complete"]:
-            return _failed("warm-up delivery lost", missing=warm["missing"])
+        if failure := await _connect_and_warm(run, peer, data, users):
+            return failure
         await run.profile("latency")
         await run.workers.all(cmd="mark", latency=True)
         pace = {"rate": sizes.latency_rate, "seconds": sizes.latency_seconds}
