@@ -6,8 +6,8 @@ URLs are accepted. Every wait is bounded by a timeout; on `close` or EOF it
 closes its sockets and exits.
 
 Each socket speaks its peer's framing (`kind`):
-  ours      protocol v1: `welcome` first, `notification` frames with a per-user
-            seq, cumulative `ack {seq}` batched every ACK_EVERY messages or
+  ours      protocol v1: `welcome` first, `notification` (or, with ?batch=1,
+            `batch`) frames with a per-user seq, cumulative `ack {seq}` batched every ACK_EVERY messages or
             ACK_INTERVAL seconds, `resume`/`synced` for replay
   channels  plain JSON text frames: `welcome`, then notifications
   socketio  Engine.IO 4 / Socket.IO 5 over a WebSocket: open `0{..}`, connect
@@ -70,6 +70,7 @@ class Worker:
         self.socks: list[Sock] = []
         self.dirty: dict[Sock, float] = {}  # socket -> when its pending ack is due
         self.last_receipt = 0.0
+        self.frames = 0  # notification-carrying frames since mark (a `batch` counts once)
         self.keep_latency = False
         self.progress = asyncio.Event()
         self.errors: list[str] = []
@@ -107,8 +108,9 @@ class Worker:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         if kind == "socketio":
             url = url + "?EIO=4&transport=websocket"
-        elif since is not None:
-            url = f"{url}?since={since}"
+        elif kind == "ours":
+            # Like client.js: it reads `batch` frames (several notifications in one).
+            url = f"{url}?batch=1" if since is None else f"{url}?batch=1&since={since}"
         options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_queue": None, "open_timeout": CONNECT_TIMEOUT}
         ws = await connect(url, additional_headers=headers, **options)
         sock = Sock(ws, kind)
@@ -148,11 +150,16 @@ class Worker:
                     continue
                 frame = orjson.loads(raw)
                 kind = frame.get("type")
+                if kind in {"notification", "batch"}:
+                    self.frames += 1
                 if kind == "notification":
                     if sock.kind == "ours":
                         self._arrived(sock, frame["data"]["n"], frame["data"]["t"], frame["seq"])
                     else:
                         self._arrived(sock, frame["n"], frame["t"], None)
+                elif kind == "batch":
+                    for inner in frame["frames"]:
+                        self._arrived(sock, inner["data"]["n"], inner["data"]["t"], inner["seq"])
                 elif kind == "synced":
                     sock.head = frame["head_seq"]
                     if not frame.get("more"):
@@ -213,6 +220,7 @@ class Worker:
             sock.lat = []
             sock.dups = 0
         self.last_receipt = 0.0
+        self.frames = 0
         self.errors = []
         return {"socks": len(self.socks)}
 
@@ -233,6 +241,7 @@ class Worker:
             "missing": missing,
             "delivered": sum(s.received for s in self.socks),
             "dups": sum(s.dups for s in self.socks),
+            "frames": self.frames,
             "last": self.last_receipt,
             "latencies": [round(x * 1000, 3) for x in lat],
             "errors": self.errors[:5],

@@ -74,6 +74,7 @@ async def expect(workers: Workers, n: int, wait: float) -> dict[str, Any]:
         "missing": sum(r["missing"] for r in replies),
         "delivered": sum(r["delivered"] for r in replies),
         "dups": sum(r["dups"] for r in replies),
+        "frames": sum(r.get("frames", 0) for r in replies),
         "last": max(r["last"] for r in replies),
         "latencies": [x for r in replies for x in r["latencies"]],
         "errors": [e for r in replies for e in r["errors"]][:3],
@@ -180,6 +181,7 @@ async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
                     "rate": users * count / elapsed,
                     "publish_s": publish_s,
                     "dups": got["dups"],
+                    "per_frame": round(got["delivered"] / max(1, got["frames"]), 2),
                     "cpu_s": cpu,
                 }
             )
@@ -189,6 +191,7 @@ async def fanout(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
         "rate": statistics.median(r["rate"] for r in rounds),
         "seconds": statistics.median(r["seconds"] for r in rounds),
         "publish_s": statistics.median(r["publish_s"] for r in rounds),
+        "per_frame": statistics.median(r["per_frame"] for r in rounds),
         "cpu_s": rounds[len(rounds) // 2]["cpu_s"],
         "rounds": rounds,
     }

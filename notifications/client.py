@@ -410,7 +410,7 @@ class Listener:
             await asyncio.sleep(random.uniform(0, min(self._backoff_max, self._backoff_base * 2**attempt)))
 
     async def _connect_args(self) -> tuple[str, dict[str, str]]:
-        query: dict[str, Any] = {}
+        query: dict[str, Any] = {"batch": 1}  # we read `batch` frames (several notifications in one)
         headers: dict[str, str] = {}
         if self.cursor is not None:
             query["since"] = self.cursor
@@ -438,6 +438,10 @@ class Listener:
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
+        if kind == "batch":
+            for inner in frame["frames"]:
+                await self._handle(inner)
+            return
         if kind == "notification":
             await self._notification(frame)
             return

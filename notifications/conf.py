@@ -21,7 +21,7 @@ def get() -> NotificationSettings:
     raw = getattr(settings, "NOTIFICATIONS", {})
     return NotificationSettings(
         heartbeat_seconds=raw.get("HEARTBEAT_SECONDS", 25),
-        replay_page_size=raw.get("REPLAY_PAGE_SIZE", 500),
+        replay_page_size=raw.get("REPLAY_PAGE_SIZE", 1000),
         retention_days=raw.get("RETENTION_DAYS", 90),
         max_frame_bytes=raw.get("MAX_FRAME_BYTES", 64 * 1024),
         client_frames_per_second=raw.get("CLIENT_FRAMES_PER_SECOND", 20),

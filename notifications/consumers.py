@@ -60,6 +60,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.catch_up_task: asyncio.Task[None] | None = None
         self.tokens = float(self.settings.client_frame_burst)
         self.tokens_at = time.monotonic()
+        self.query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
+        # several notifications per frame when it is behind, and replays in few frames.
+        self.batching = self.query.get("batch") == ["1"]
 
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -106,7 +110,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     def _query_since(self) -> tuple[int | None, str | None]:
-        values = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("since")
+        values = self.query.get("since")
         if not values:
             return None, None
         if not values[0].isdigit() or int(values[0]) > protocol.MAX_SEQ:
@@ -115,22 +119,29 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     # --- from the hub (events.Listener) ------------------------------------------
 
-    async def push_notification(self, seq: int, text: str, redelivery: bool) -> None:
+    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
+        """Encoded notification frames for this user, (seq, text) in seq order, from one round of the hub."""
         if redelivery:
-            await self.send(text)
+            await self._send_notifications([text for _, text in items])
             return
-        if seq <= self.sent_seq:
+        fresh = sorted({seq: text for seq, text in items if seq > self.sent_seq}.items())
+        if not fresh:
             return
-        if not self.live or self.sync_lock.locked() or seq != self.sent_seq + 1:
-            self.pending_max = max(self.pending_max, seq)
+        in_order = all(seq == self.sent_seq + i for i, (seq, _) in enumerate(fresh, 1))
+        if not self.live or self.sync_lock.locked() or not in_order:
+            self.pending_max = max(self.pending_max, fresh[-1][0])
             if self.live:
                 self._start_catch_up()
             return
-        await self.send(text)
-        self.sent_seq = seq
+        await self._send_notifications([text for _, text in fresh])
+        self.sent_seq = fresh[-1][0]
         if self.sent_seq - self.acked_seq > self.settings.send_buffer_frames:
             # The client is not keeping up; it reconnects and resumes, losing nothing.
             await self.close(code=CLOSE_SLOW_CONSUMER)
+
+    async def _send_notifications(self, frames: list[str]) -> None:
+        for text in protocol.batches(frames) if self.batching else frames:
+            await self.send(text)
 
     async def push_event(self, text: str) -> None:
         await self.send(text)
@@ -181,8 +192,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 if page.reset_reason:
                     await self.send(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq))
                 else:
-                    for frame in page.frames:
-                        await self.send(frame)
+                    await self._send_notifications(page.frames)
                     await self.send(protocol.synced(head_seq=page.head_seq, replayed=len(page.frames), more=page.more))
                 self.sent_seq = page.last_seq
                 if page.more:

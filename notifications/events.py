@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import weakref
@@ -34,6 +35,8 @@ NODES_GROUP = "notifications.nodes"
 ACK_FLUSH_SECONDS = 0.05  # acks wait at most this long to be written, together
 CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
 GROUP_REFRESH_SECONDS = 3600  # channels-redis forgets group members after group_expiry (a day)
+READ_AHEAD = 100  # channel-layer messages the hub reads ahead while it is busy sending
+YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading and inbound frames go on
 
 
 # --- out: called from services, after commit ---------------------------------
@@ -85,7 +88,7 @@ class Listener(Protocol):
     user_id: int
     credential: tuple[str, str]
 
-    async def push_notification(self, seq: int, text: str, redelivery: bool) -> None: ...
+    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None: ...
     async def push_event(self, text: str) -> None: ...
     async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
     async def close_unauthenticated(self) -> None: ...
@@ -101,8 +104,9 @@ class Hub:
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: dict[int, int] = {}  # user -> highest acked seq, not yet written
-        self._acks_written: dict[int, int] = {}  # user (with a socket here) -> highest ack written by this hub
         self._ack_flush: asyncio.Task[None] | None = None
+        self._ack_writing = asyncio.Lock()
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
 
     @property
     def connections(self) -> int:
@@ -112,6 +116,7 @@ class Hub:
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._receive_loop()),
+                asyncio.create_task(self._dispatch_loop()),
                 asyncio.create_task(self._heartbeat_loop()),
                 asyncio.create_task(self._report_loop()),
             ]
@@ -145,18 +150,18 @@ class Hub:
         from . import services
 
         await asyncio.sleep(ACK_FLUSH_SECONDS)
-        acks, self._acks, self._ack_flush = self._acks, {}, None  # later acks start the next flush
-        written = {user_id: self._acks_written.get(user_id, 0) for user_id in acks}
-        try:
-            await database_sync_to_async(services.ack_many)(acks, written=written)
-            for user_id, seq in acks.items():
-                if user_id in self.listeners:
-                    self._acks_written[user_id] = max(seq, self._acks_written.get(user_id, 0))
-        except Exception:
-            # Only delivered_at is late: put them back for the next flush.
-            log.exception("writing %d acks failed; retrying with the next ones", len(acks))
-            for user_id, seq in acks.items():
-                self.record_ack(user_id, seq)
+        # One write at a time: acks that come in meanwhile wait, and go in the next one together.
+        async with self._ack_writing:
+            acks, self._acks, self._ack_flush = self._acks, {}, None  # later acks start the next flush
+            try:
+                # Off the thread every other database call of the process shares: the
+                # write may wait for a publish that holds these users' streams.
+                await database_sync_to_async(services.ack_many, thread_sensitive=False)(acks)
+            except Exception:
+                # Only the delivered cursor is late: put them back for the next flush.
+                log.exception("writing %d acks failed; retrying with the next ones", len(acks))
+                for user_id, seq in acks.items():
+                    self.record_ack(user_id, seq)
 
     def detach(self, listener: Listener) -> None:
         group = self.listeners.get(listener.user_id)
@@ -164,7 +169,6 @@ class Hub:
             group.discard(listener)
             if not group:
                 del self.listeners[listener.user_id]
-                self._acks_written.pop(listener.user_id, None)
 
     async def _receive_loop(self) -> None:
         layer = get_channel_layer()
@@ -177,7 +181,7 @@ class Hub:
                 await self._join()
                 self._ready.set()
                 while True:
-                    await self.dispatch(await layer.receive(self.channel))
+                    await self._inbox.put(await layer.receive(self.channel))
                     backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -193,17 +197,40 @@ class Hub:
         await get_channel_layer().group_add(NODES_GROUP, self.channel)
         self.joined_at = time.monotonic()
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "node.deliver":
-            redelivery = bool(message.get("redelivery"))
-            for user_id, seq, text in message["items"]:
-                for listener in tuple(self.listeners.get(user_id, ())):
-                    await listener.push_notification(seq, text, redelivery)
-                    self.pushes_sent += 1
-        elif kind == "node.user_event":
-            for listener in tuple(self.listeners.get(message["user"], ())):
-                await listener.push_event(message["frame"])
+    async def _dispatch_loop(self) -> None:
+        # Reading and sending are separate tasks: whatever arrives while the hub
+        # is busy sending is taken together next time, and merged per user.
+        while True:
+            messages = [await self._inbox.get()]
+            while not self._inbox.empty():
+                messages.append(self._inbox.get_nowait())
+            try:
+                await self.dispatch(messages)
+            except Exception:
+                _raise_if_cancelled()
+                log.exception("dispatching %d pushes failed", len(messages))
+
+    async def dispatch(self, messages: list[dict[str, Any]]) -> None:
+        """Deliver messages in order; a run of deliveries reaches each socket as one call with all its items."""
+        sends = 0
+        for (kind, redelivery), run in itertools.groupby(messages, key=lambda m: (m.get("type"), bool(m.get("redelivery")))):
+            if kind == "node.deliver":
+                by_user: dict[int, list[tuple[int, str]]] = defaultdict(list)
+                for message in run:
+                    for user_id, seq, text in message["items"]:
+                        if user_id in self.listeners:
+                            by_user[user_id].append((seq, text))
+                deliveries = [(listener, items) for user_id, items in by_user.items() for listener in self.listeners.get(user_id, ())]
+                for listener, items in deliveries:
+                    await listener.push_notifications(items, redelivery)
+                    self.pushes_sent += len(items)
+                    sends += 1
+                    if sends % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+            elif kind == "node.user_event":
+                for message in run:
+                    for listener in tuple(self.listeners.get(message["user"], ())):
+                        await listener.push_event(message["frame"])
 
     def report(self) -> presence.NodeReport:
         users = {uid: len(group) for uid, group in self.listeners.items()}

@@ -17,13 +17,18 @@ class UserStream(models.Model):
 
     head_seq is the last seq handed out; unread is maintained by every write in
     services.py inside the same transaction; pruned_seq is the highest seq
-    removed by retention (a resume from below it gets `reset`).
+    removed by retention (a resume from below it gets `reset`). delivered_seq
+    is the highest seq some device of the user acked (acks are cumulative, so
+    every seq up to it is delivered), delivered_at when it last moved
+    (docs/decisions/0004-delivery-cursor.md).
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
     head_seq = models.BigIntegerField(default=0)
     unread = models.BigIntegerField(default=0)
     pruned_seq = models.BigIntegerField(default=0)
+    delivered_seq = models.BigIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"stream of user {self.user_id}: head {self.head_seq}, unread {self.unread}"
@@ -68,7 +73,6 @@ class Notification(models.Model):
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.INFO)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField()
-    delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "", for "no key": the unique (key, recipient) constraint only covers real keys.
@@ -87,7 +91,6 @@ class Notification(models.Model):
         ]
         indexes = [
             models.Index(fields=["recipient", "seq"], condition=Q(read_at__isnull=True), name="notification_unread"),
-            models.Index(fields=["recipient", "seq"], condition=Q(delivered_at__isnull=True), name="notification_undelivered"),
             models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="notification_expiring"),
             # The admin changelist: newest first by (created_at, id), each filter's index ending in that order,
             # so a filter (with or without the date drill-down) is one backward index range scan, no sort.
@@ -95,7 +98,6 @@ class Notification(models.Model):
             models.Index(fields=["level", "created_at", "id"], name="notification_admin_level"),
             models.Index(fields=["topic", "created_at", "id"], name="notification_admin_topic"),
             models.Index(fields=["created_at", "id"], condition=Q(read_at__isnull=True), name="notification_admin_unread"),
-            models.Index(fields=["created_at", "id"], condition=Q(delivered_at__isnull=True), name="notification_admin_undelivered"),
         ]
 
     def __str__(self) -> str:

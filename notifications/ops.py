@@ -1,8 +1,8 @@
 """Live figures of the service for the staff /ops page: cheap reads, one JSON-ready snapshot.
 
 Connections and pushes come from the presence reports every server process
-writes (presence.py); notifications and unacked rows from the database, on
-indexed columns (created_at; the partial index on undelivered rows).
+writes (presence.py); notifications from the database on an indexed column
+(created_at), unacked ones from the per-user delivered cursors.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Min
+from django.db.models import F, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from . import presence
-from .models import Notification
+from .models import Notification, UserStream
 
 RATE_WINDOW_SECONDS = 10
-UNACKED_CAP = 100_000  # past this the page says "100000+": counting further is not worth the scan
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,6 @@ class Snapshot:
     pushes_per_second: float
     pushes_sent_total: int
     unacked: int
-    unacked_capped: bool
     oldest_unacked_age_s: float | None
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,19 +75,23 @@ def notifications_per_second(now: datetime | None = None, window_s: int = RATE_W
     return Notification.objects.filter(created_at__gte=since).count() / window_s
 
 
-def unacked(now: datetime | None = None) -> tuple[int, bool, float | None]:
-    """Notifications no device has acknowledged yet (counted up to UNACKED_CAP), and the age in seconds of the oldest."""
-    pending = Notification.objects.filter(delivered_at__isnull=True)
-    count = pending.values("pk")[: UNACKED_CAP + 1].count()
-    oldest: datetime | None = pending.aggregate(oldest=Min("created_at"))["oldest"]
+def unacked(now: datetime | None = None) -> tuple[int, float | None]:
+    """Notifications no device has acknowledged yet, and the age in seconds of the oldest.
+
+    One pass over the streams: each user's seqs above their delivered cursor.
+    """
+    behind = UserStream.objects.filter(head_seq__gt=F("delivered_seq"))
+    count = behind.aggregate(n=Sum(F("head_seq") - F("delivered_seq")))["n"] or 0
+    first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq")).order_by("seq")
+    oldest: datetime | None = behind.annotate(at=Subquery(first.values("created_at")[:1])).aggregate(oldest=Min("at"))["oldest"]
     age = ((now or timezone.now()) - oldest).total_seconds() if oldest else None
-    return min(count, UNACKED_CAP), count > UNACKED_CAP, age
+    return int(count), age
 
 
 def snapshot() -> Snapshot:
     reports = presence.reports()
     now = timezone.now()
-    count, capped, age = unacked(now)
+    count, age = unacked(now)
     return Snapshot(
         at=time.time(),
         nodes=len(reports),
@@ -98,6 +100,5 @@ def snapshot() -> Snapshot:
         pushes_per_second=round(_push_rate.update(reports), 2),
         pushes_sent_total=sum(r.pushes_sent for r in reports),
         unacked=count,
-        unacked_capped=capped,
         oldest_unacked_age_s=round(age, 1) if age is not None else None,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import protocol
@@ -46,6 +46,11 @@ def heads(user_ids: list[int]) -> dict[int, tuple[int, int]]:
 def live(queryset: QuerySet[Notification], now: datetime | None = None) -> QuerySet[Notification]:
     """Exclude notifications whose expires_at has passed."""
     return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now()))
+
+
+def delivered() -> Exists:
+    """True for a notification at or below its recipient's delivered cursor: some device acked it."""
+    return Exists(UserStream.objects.filter(user_id=OuterRef("recipient_id"), delivered_seq__gte=OuterRef("seq")))
 
 
 def frame_dict(n: Notification, topic_slug: str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -292,30 +292,48 @@ def _adjust_unread(stream: UserStream, delta: int, changed: list[int], up_to_seq
 
 
 def ack(*, user_id: int, seq: int) -> int:
-    """Cumulative ack: the device holds everything up to seq. Returns how many were first deliveries."""
-    return Notification.objects.filter(recipient_id=user_id, seq__lte=seq, delivered_at__isnull=True).update(delivered_at=timezone.now())
+    """Cumulative ack: the device holds everything up to seq. Returns how many seqs it delivered first."""
+    return ack_many({user_id: seq})
 
 
-def ack_many(acks: Mapping[int, int], *, written: Mapping[int, int] | None = None) -> int:
-    """Cumulative acks of many users, {user_id: seq}, in one statement (each server process's hub batches them).
+def ack_many(acks: Mapping[int, int]) -> int:
+    """Cumulative acks of many users, {user_id: seq} (each server process's hub batches them).
 
-    `written` is {user_id: seq} of acks already written: every row up to it is
-    delivered, so the scan starts above it instead of walking the user's whole
-    history (and the dead row versions earlier acks left in the index).
+    Each user's delivered cursor moves up to the ack, never down and never past
+    the head: one row per user, however many notifications the ack covers
+    (docs/decisions/0004-delivery-cursor.md). Streams are locked in user id
+    order, the order publishers lock them in, so the two never deadlock.
+    Returns how many seqs were delivered for the first time.
     """
     if not acks:
         return 0
-    if connection.vendor != "postgresql":
-        return sum(ack(user_id=user_id, seq=seq) for user_id, seq in acks.items())
-    users = list(acks)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(Notification._meta.db_table)} AS n SET delivered_at = %s"
-            " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS a(user_id, seq, written)"
-            " WHERE n.recipient_id = a.user_id AND n.seq > a.written AND n.seq <= a.seq AND n.delivered_at IS NULL",
-            [timezone.now(), users, [acks[u] for u in users], [(written or {}).get(u, 0) for u in users]],
-        )
-        return int(cursor.rowcount)
+    with transaction.atomic():
+        locked = _user_in(UserStream.objects.select_for_update(), sorted(acks)).order_by("user_id")
+        firsts = 0
+        moved: dict[int, int] = {}
+        for user_id, head, delivered in locked.values_list("user_id", "head_seq", "delivered_seq"):
+            seq = min(acks[user_id], head)
+            if seq > delivered:
+                firsts += seq - delivered
+                moved[user_id] = seq
+        _move_delivered(moved, timezone.now())
+    return firsts
+
+
+def _move_delivered(moved: dict[int, int], now: datetime) -> None:
+    """Set delivered cursors, {user_id: seq}; on PostgreSQL in one UPDATE ... FROM unnest (a flush moves hundreds)."""
+    conn = transaction.get_connection()
+    if conn.vendor != "postgresql":
+        for user_id, seq in moved.items():
+            UserStream.objects.filter(user_id=user_id).update(delivered_seq=seq, delivered_at=now)
+        return
+    if moved:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {conn.ops.quote_name(UserStream._meta.db_table)} AS s SET delivered_seq = m.seq, delivered_at = %s"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS m(user_id, seq) WHERE s.user_id = m.user_id",
+                [now, list(moved), list(moved.values())],
+            )
 
 
 def delete_notifications(ids: Sequence[int]) -> int:

@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from notifications import services
 from notifications.client import ApiError, Client, Listener, ListenerClosed, Notification
 from notifications.models import Notification as Row
+from notifications.models import UserStream
 from tests.conftest import ROOT, DaphneServer, database_url
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -113,7 +114,7 @@ async def test_client_publishes_and_listens_with_acks(daphne: DaphneServer, alic
         assert again.created is False
         got = await take(stream, 3)
         assert [(n.seq, n.title) for n in got] == [(1, "n0"), (2, "n1"), (3, "n2")]
-        await until(lambda: Row.objects.filter(recipient=alice, delivered_at__isnull=False).count() == 3)
+        await until(lambda: UserStream.objects.get(user=alice).delivered_seq == 3)
         assert stream.consumed == 3 and stream.cursor == 3
     page = await asyncio.to_thread(reader.inbox, limit=2)
     assert [n.seq for n in page.items] == [3, 2] and page.next_before == 2
@@ -354,7 +355,7 @@ async def test_client_dedups_pages_follows_heartbeats_and_acks_cumulatively(scri
     assert [n.seq for n in got] == [3, 4, 6, 8]
     assert acks == sorted(acks) and len(acks) < 4  # cumulative and batched, not one per notification
     assert listener.unread == 3
-    assert s.urls[0] == "/ws/notifications/?since=2"
+    assert s.urls[0] == "/ws/notifications/?batch=1&since=2"
 
 
 @pytest.mark.django_db(transaction=False)
@@ -382,5 +383,5 @@ async def test_client_takes_reset_and_reconnects_from_its_cursor(script: tuple[S
     async with listener:
         got = await take(listener, 2)
     assert [n.seq for n in got] == [11, 12]
-    assert s.urls == ["/ws/notifications/?since=3", "/ws/notifications/?since=11"]
+    assert s.urls == ["/ws/notifications/?batch=1&since=3", "/ws/notifications/?batch=1&since=11"]
     assert "reset" in events and listener.connections == 2

@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
-from notifications import auth, events, services
+from notifications import auth, events, protocol, selectors, services
 from notifications.models import ApiToken, Notification, Topic
 from project.asgi import application
 
@@ -259,6 +259,41 @@ async def test_slow_consumer_is_closed_4408(user: Any, settings: Any) -> None:
     assert await closed_with(ws) == 4408
 
 
+# --- batch frames (?batch=1) -------------------------------------------------------------
+
+
+async def test_a_batch_client_gets_a_replay_in_batch_frames(user: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(protocol, "BATCH_MAX_FRAMES", 3)
+    for i in range(7):
+        await notify(user, f"n{i}")
+    ws, _ = await welcome(user, query="batch=1&since=0")
+    frames = await frames_until(ws, "synced")
+    assert [f["type"] for f in frames] == ["batch", "batch", "notification", "synced"]
+    assert [[n["seq"] for n in f["frames"]] for f in frames[:2]] == [[1, 2, 3], [4, 5, 6]]
+    assert all(n["type"] == "notification" and n["title"] == f"n{n['seq'] - 1}" for f in frames[:2] for n in f["frames"])
+    assert frames[2]["seq"] == 7 and frames[3]["replayed"] == 7
+    await ws.disconnect()
+
+
+async def test_pushes_that_queued_up_reach_a_batch_client_in_one_frame(user: Any, monkeypatch: Any) -> None:
+    batching, _ = await welcome(user, query="batch=1")
+    plain, _ = await welcome(user)
+    pushes: list[dict[str, Any]] = []
+    with monkeypatch.context() as m:
+        m.setattr(events, "_send", pushes.append)
+        await notify(user, "one")
+        await notify(user, "two")
+    await events.hub().dispatch(pushes)  # what the hub takes together when both arrived while it was busy
+    frame = await batching.receive_json_from(timeout=TIMEOUT)
+    assert frame["type"] == "batch" and [(n["seq"], n["title"]) for n in frame["frames"]] == [(1, "one"), (2, "two")]
+    assert [(await plain.receive_json_from(timeout=TIMEOUT))["title"] for _ in range(2)] == ["one", "two"]
+    await notify(user, "three")  # one push: a plain frame for both
+    assert (await batching.receive_json_from(timeout=TIMEOUT))["type"] == "notification"
+    assert (await plain.receive_json_from(timeout=TIMEOUT))["seq"] == 3
+    await batching.disconnect()
+    await plain.disconnect()
+
+
 # --- client frames ------------------------------------------------------------------
 
 
@@ -271,7 +306,7 @@ async def test_ack_is_cumulative_and_only_for_the_sender(make_user: Any) -> None
     await ws.send_json_to({"type": "ack", "seq": 2, "ref": "a1"})
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "a1", "ok": True}
     delivered = await database_sync_to_async(
-        lambda: sorted(Notification.objects.filter(delivered_at__isnull=False).values_list("recipient_id", "seq"))
+        lambda: sorted(Notification.objects.filter(selectors.delivered()).values_list("recipient_id", "seq"))
     )()
     assert delivered == [(a.id, 1), (a.id, 2)]
     await ws.disconnect()

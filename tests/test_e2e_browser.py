@@ -550,12 +550,34 @@ def test_client_drops_duplicates_and_fills_a_gap_in_order(client_page: Page) -> 
                  stored: localStorage.getItem("notifications:cursor:7"), state: c.state };
         """,
     )
-    assert result["url"] == "ws://client.test/ws?since=5"
+    assert result["url"] == "ws://client.test/ws?since=5&batch=1"
     assert result["seen"] == [6, 7, 8, 9]
     assert result["resumes"] == [{"type": "resume", "since": 6}]
     assert result["duplicates"] == 4  # the repeated 6, 8 again from the replay, 7 and 8 from the late one
     assert result["restored"] == [0, 2, 0]
     assert result["cursor"] == 9 and result["stored"] == "9" and result["state"] == "live"
+
+
+def test_client_takes_the_notifications_of_a_batch_frame_in_order(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const seen = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 7, since: 2, WebSocket: FakeSocket });
+        c.on("notification", (n) => seen.push(n.seq));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(2), { type: "batch", frames: [note(2), note(3), note(4)] });
+        ws.recv({ type: "synced", head_seq: 4, replayed: 2, more: false });
+        ws.recv({ type: "batch", frames: [note(5), note(7)] });   // a gap inside a batch is a gap
+        const resumes = ws.sent.filter((f) => f.type === "resume");
+        return { url: ws.url, seen, duplicates: c.duplicates, cursor: c.cursor, state: c.state, resumes };
+        """,
+    )
+    assert result["url"] == "ws://client.test/ws?since=2&batch=1"
+    assert result["seen"] == [3, 4, 5]
+    assert result["duplicates"] == 1 and result["cursor"] == 5
+    assert result["resumes"] == [{"type": "resume", "since": 5}]
 
 
 def test_client_passes_expired_seqs_in_a_replay_and_pages_on(client_page: Page) -> None:
@@ -601,7 +623,11 @@ def test_client_reconnects_with_backoff_and_resumes_from_its_cursor(client_page:
         return { urls: FakeSocket.all.map((s) => s.url), states, attempt: c.attempt, unread: c.unread, cursor: c.cursor };
         """,
     )
-    assert result["urls"] == ["ws://client.test/ws", "ws://client.test/ws?since=4", "ws://client.test/ws?since=4"]
+    assert result["urls"] == [
+        "ws://client.test/ws?batch=1",
+        "ws://client.test/ws?since=4&batch=1",
+        "ws://client.test/ws?since=4&batch=1",
+    ]
     assert result["states"][:2] == ["connecting", "live"]
     assert "offline:1" in result["states"]  # "reconnecting in 1 s"
     assert result["states"][-2:] == ["syncing", "live"]
@@ -698,7 +724,7 @@ def test_client_resets_on_reset_resumes_behind_a_heartbeat_and_starts_from_its_s
     assert result["resume"] == [{"type": "resume", "since": 900}]
     assert result["events"] == [["reset", 900], ["synced", 902], ["unread", 6]]
     assert result["unread"] == 6 and result["closedState"] == "offline"
-    assert result["url"] == "ws://client.test/ws?since=902"
+    assert result["url"] == "ws://client.test/ws?since=902&batch=1"
 
 
 def test_client_unread_count_is_exact_when_a_read_mark_and_a_publish_cross(client_page: Page) -> None:

@@ -94,8 +94,11 @@ def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
         services.notify(recipient_ids=[a.id, b.id], content=content())
     assert services.ack(user_id=a.id, seq=2) == 2
     assert services.ack(user_id=a.id, seq=2) == 0
-    assert Notification.objects.filter(recipient=a, delivered_at__isnull=False).count() == 2
-    assert Notification.objects.filter(recipient=b, delivered_at__isnull=False).count() == 0
+    assert services.ack(user_id=a.id, seq=1) == 0  # never backwards
+    assert services.ack(user_id=a.id, seq=99) == 1  # never past the head
+    delivered = Notification.objects.filter(selectors.delivered())
+    assert sorted(delivered.values_list("recipient_id", "seq")) == [(a.id, 1), (a.id, 2), (a.id, 3)]
+    assert UserStream.objects.get(user=b).delivered_seq == 0
 
 
 def test_replay_pages_and_reset(user: Any) -> None:

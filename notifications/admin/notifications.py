@@ -26,6 +26,7 @@ from .. import services
 from ..errors import ServiceError
 from ..forms import ComposeForm
 from ..models import Notification
+from ..selectors import delivered
 from .listing import CheapDateHierarchyChangeList, CheapListMixin
 
 # One action handles at most this many rows: selecting "all 1,000,000" must not load them all, push them all,
@@ -49,11 +50,17 @@ class _NullFilter(admin.SimpleListFilter):
         return None
 
 
-class DeliveredFilter(_NullFilter):
+class DeliveredFilter(admin.SimpleListFilter):
     title = "delivered"
     parameter_name = "delivered"
-    field = "delivered_at"
-    labels = ("Delivered", "Undelivered")
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Delivered"), ("no", "Undelivered")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(delivered() if self.value() == "yes" else ~delivered())
+        return None
 
 
 class ReadFilter(_NullFilter):
@@ -77,7 +84,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     actions = ("delete_selected", "mark_read", "mark_unread", "redeliver")
     fields = (
         "recipient", "seq", "topic", "kind", "title", "body", "data", "url", "level", "actor",
-        "created_at", "delivered_at", "read_at", "expires_at", "idempotency_key",
+        "created_at", "delivered", "read_at", "expires_at", "idempotency_key",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -85,6 +92,9 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return CheapDateHierarchyChangeList
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        return super().get_queryset(request).annotate(is_delivered=delivered())
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Notification], search_term: str
@@ -101,9 +111,9 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
             return queryset.filter(recipient_id=user_id), False
         return queryset.filter(title__icontains=term), False
 
-    @admin.display(boolean=True, ordering="delivered_at", description="delivered")
+    @admin.display(boolean=True, description="delivered")
     def delivered(self, obj: Notification) -> bool:
-        return obj.delivered_at is not None
+        return bool(getattr(obj, "is_delivered", False))
 
     @admin.display(boolean=True, ordering="read_at", description="read")
     def read(self, obj: Notification) -> bool:

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -17,12 +17,7 @@ from django.utils.timesince import timesince
 
 from .. import presence
 from ..models import Notification, UserStream
-from .listing import CheapListMixin, count_per_row
-
-
-def _undelivered() -> QuerySet[Notification]:
-    """Served by the partial index on (recipient, seq) where delivered_at is null."""
-    return Notification.objects.filter(recipient_id=OuterRef("user_id"), delivered_at__isnull=True).order_by()
+from .listing import CheapListMixin
 
 
 class StreamChangeList(ChangeList):
@@ -39,21 +34,25 @@ class StreamChangeList(ChangeList):
 
 @admin.register(UserStream)
 class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
-    list_display = ("user", "head_seq", "unread", "undelivered", "oldest_undelivered", "connections")
+    list_display = ("user", "head_seq", "unread", "delivered_seq", "undelivered", "oldest_undelivered", "connections")
     search_fields = ("=user__username",)
     list_select_related = ("user",)
     ordering = ("-user_id",)
-    fields = ("user", "head_seq", "unread", "undelivered", "oldest_undelivered", "connections", "pruned_seq", "notifications")
+    fields = (
+        "user", "head_seq", "unread", "delivered_seq", "delivered_at", "undelivered", "oldest_undelivered", "connections",
+        "pruned_seq", "notifications",
+    )  # fmt: skip
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UserStream]:
-        undelivered = _undelivered()
+        # Above the delivered cursor; the oldest is one lookup on the unique (recipient, seq) index.
+        first_undelivered = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq"))
         return (
             super()
             .get_queryset(request)
             .annotate(
-                undelivered_count=count_per_row(undelivered, by="recipient_id"),
-                oldest_undelivered_at=Subquery(undelivered.order_by("seq").values("created_at")[:1]),
+                undelivered_count=F("head_seq") - F("delivered_seq"),
+                oldest_undelivered_at=Subquery(first_undelivered.order_by("seq").values("created_at")[:1]),
             )
         )
 

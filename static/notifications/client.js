@@ -170,6 +170,7 @@ export class NotificationClient {
     }
     const url = new URL(this.url, globalThis.location?.href);
     if (this.cursor !== null) url.searchParams.set("since", String(this.cursor));
+    url.searchParams.set("batch", "1"); // we read `batch` frames: several notifications in one
     this._welcomed = false;
     this._syncing = this.cursor !== null;
     this._synced = 0;
@@ -295,6 +296,15 @@ export class NotificationClient {
     } catch {
       return;
     }
+    if (frame.type === "batch") {
+      // Notifications the server sent together (a replay page, or a burst this socket was behind on).
+      for (const inner of frame.frames) this._onFrame(inner);
+      return;
+    }
+    this._onFrame(frame);
+  }
+
+  _onFrame(frame) {
     switch (frame.type) {
       case "welcome":
         return this._onWelcome(frame);

@@ -348,10 +348,9 @@ function setupOps() {
   const figures = document.getElementById("ops-figures");
   const updated = document.getElementById("ops-updated");
   if (!figures) return;
-  const format = (name, value, data) => {
+  const format = (name, value) => {
     if (value === null || value === undefined) return "—";
     if (name === "oldest_unacked_age_s") return `${value} s`;
-    if (name === "unacked" && data.unacked_capped) return `${value}+`;
     return String(value);
   };
   const poll = async () => {
@@ -359,7 +358,7 @@ function setupOps() {
       const response = await fetch(figures.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
-      for (const dd of figures.querySelectorAll("[data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure], data);
+      for (const dd of figures.querySelectorAll("[data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure]);
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       figures.dataset.polls = String(Number(figures.dataset.polls || 0) + 1);
     } catch {
