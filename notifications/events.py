@@ -42,7 +42,7 @@ YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading an
 # --- out: called from services, after commit ---------------------------------
 
 
-def notifications_created(rows: Sequence[Notification], *, redelivery: bool = False) -> None:
+def notifications_created(rows: Sequence[Notification | services.NewRow], *, redelivery: bool = False) -> None:
     if not rows:
         return
     slugs = _topic_slugs({n.topic_id for n in rows if n.topic_id})
@@ -61,7 +61,7 @@ def unread_changed(user_id: int, result: services.ReadResult) -> None:
     _send({"type": "node.user_event", "user": user_id, "frame": frame})
 
 
-def _frame(n: Notification, slugs: dict[int, str]) -> dict[str, Any]:
+def _frame(n: Notification | services.NewRow, slugs: dict[int, str]) -> dict[str, Any]:
     from .selectors import frame_dict
 
     return frame_dict(n, slugs.get(n.topic_id) if n.topic_id else None)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import protocol
 from .models import Notification, Subscription, Topic, UserStream
+
+if TYPE_CHECKING:
+    from .services import NewRow
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def delivered() -> Exists:
     return Exists(UserStream.objects.filter(user_id=OuterRef("recipient_id"), delivered_seq__gte=OuterRef("seq")))
 
 
-def frame_dict(n: Notification, topic_slug: str | None) -> dict[str, Any]:
+def frame_dict(n: Notification | NewRow, topic_slug: str | None) -> dict[str, Any]:
     return _frame(n.seq, n.id, topic_slug, n.kind, n.title, n.body, n.data, n.url, n.level, n.created_at, n.read_at)
 
 
