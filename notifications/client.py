@@ -272,7 +272,7 @@ class Listener:
         since: int | None = None,
         http: Client | None = None,
         on_event: EventHandler | None = None,
-        ack_interval: float = 0.25,
+        ack_interval: float = 1.0,
         ack_every: int = 100,
         backoff_base: float = 0.25,
         backoff_max: float = 30.0,

@@ -37,7 +37,7 @@ const DEFAULTS = Object.freeze({
   storage: null, // default: window.localStorage when usable
   backoff: { minMs: 250, baseMs: 1000, maxMs: 30000 },
   rateLimitedMs: 5000, // the least wait after close 4429
-  ackDelayMs: 250, // acks are cumulative: one per batch
+  ackDelayMs: 1000, // acks are cumulative: one per second at most (each costs the server a frame and a write)
   ackEvery: 100, // ...or sooner when this many are unacked
   requestTimeoutMs: 10000,
   connectTimeoutMs: 10000,
