@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 NODES_GROUP = "notifications.nodes"
 ACK_FLUSH_SECONDS = 0.05  # acks wait at most this long to be written, together
 CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
-GROUP_REFRESH_SECONDS = 3600  # channels-redis forgets group members after group_expiry (a day)
+GROUP_REFRESH_SECONDS = 60  # re-join the group this often: settings' group_expiry (300 s) forgets dead nodes
 READ_AHEAD = 100  # channel-layer messages the hub reads ahead while it is busy sending
 YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading and inbound frames go on
 
@@ -260,7 +260,7 @@ class Hub:
             await asyncio.sleep(interval)
             try:
                 if self.channel and time.monotonic() - self.joined_at > GROUP_REFRESH_SECONDS:
-                    # Timer-driven: a node that hears nothing for a day must still not be forgotten.
+                    # Timer-driven: a node that hears nothing for a while must still not be forgotten.
                     await self._join()
                 await self.beat()
             except asyncio.CancelledError:

@@ -108,6 +108,10 @@ if REDIS_URL:
                 # head_seq and resume cover it) but costs every client a replay.
                 "capacity": env_int("CHANNEL_CAPACITY", 5000),
                 "expiry": 60,
+                # Every server process re-joins the nodes group each minute
+                # (events.GROUP_REFRESH_SECONDS); one that died is dropped from it
+                # after this, instead of a day of every push copied to its channel.
+                "group_expiry": 300,
                 "prefix": os.environ.get("CHANNEL_PREFIX", "asgi"),
             },
         }
