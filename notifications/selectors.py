@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import connections
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -110,17 +111,47 @@ def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool =
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="retention")
     if since > state.head_seq:
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="cursor_ahead")
-    # Tuples, not model instances: a 500-row page costs a third of the time to read and encode.
-    rows = list(
-        live(Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=state.head_seq))
-        .order_by("seq")
-        .values_list(*FRAME_COLUMNS)[:limit]
-    )
+    rows = _replay_frames(user_id, since, state.head_seq, limit)
     more = len(rows) == limit and rows[-1][0] < state.head_seq
-    frames = [protocol.encode(_frame(*row)) for row in rows]
+    frames = [frame for _, frame in rows]
     last_seq = rows[-1][0] if more else state.head_seq
     read = read_state(user_id, up_to_seq=since, state=state) if with_read_state and since else None
     return ReplayPage(frames, last_seq, state.head_seq, more, read_state=read)
+
+
+def _replay_frames(user_id: int, since: int, head_seq: int, limit: int) -> list[tuple[int, str]]:
+    """(seq, encoded `notification` frame) for seqs in (since, head_seq], oldest first, live ones only.
+
+    On PostgreSQL the frames are built by the database (json_build_object), the
+    same fields in the same order as _frame: a 1,000-row page costs ~25 ms
+    in Python otherwise, most of it converting and re-encoding each column.
+    tests/test_services.py holds the two to the same frames.
+    """
+    conn = connections[Notification.objects.db]
+    if conn.vendor != "postgresql":
+        return _replay_frames_portable(user_id, since, head_seq, limit)
+    qn = conn.ops.quote_name
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.seq, json_build_object("
+            "'type', 'notification', 'seq', n.seq, 'id', n.id, 'topic', t.slug, 'kind', n.kind, 'title', n.title,"
+            " 'body', n.body, 'data', n.data, 'url', n.url, 'level', n.level, 'created_at', "
+            # orjson's RFC 3339: microseconds only when there are any.
+            " to_char(n.created_at AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', n.created_at) = n.created_at"
+            ' THEN \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\' ELSE \'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\' END),'
+            " 'read', n.read_at IS NOT NULL)::text"
+            f" FROM {qn(Notification._meta.db_table)} n LEFT JOIN {qn(Topic._meta.db_table)} t ON t.id = n.topic_id"
+            " WHERE n.recipient_id = %s AND n.seq > %s AND n.seq <= %s AND (n.expires_at IS NULL OR n.expires_at > %s)"
+            " ORDER BY n.seq LIMIT %s",
+            [user_id, since, head_seq, timezone.now(), limit],
+        )
+        return [(int(seq), str(frame)) for seq, frame in cursor.fetchall()]
+
+
+def _replay_frames_portable(user_id: int, since: int, head_seq: int, limit: int) -> list[tuple[int, str]]:
+    """_replay_frames through the ORM and orjson, as live pushes encode them (tuples: a third of model instances' cost)."""
+    rows = live(Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=head_seq))
+    return [(row[0], protocol.encode(_frame(*row))) for row in rows.order_by("seq").values_list(*FRAME_COLUMNS)[:limit]]
 
 
 def inbox(

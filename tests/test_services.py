@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -99,6 +100,41 @@ def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
     delivered = Notification.objects.filter(selectors.delivered())
     assert sorted(delivered.values_list("recipient_id", "seq")) == [(a.id, 1), (a.id, 2), (a.id, 3)]
     assert UserStream.objects.get(user=b).delivered_seq == 0
+
+
+def test_replay_frames_built_by_the_database_are_the_live_frames(user: Any) -> None:
+    """The PostgreSQL replay builds frames in SQL; they must say exactly what the ORM path (and a live push) says."""
+    topic = Topic.objects.create(slug="deploys", title="Deploys")
+    services.publish_many(
+        [
+            services.PublishRequest([user.id], services.Content(title="plain")),
+            services.PublishRequest(
+                [user.id],
+                services.Content(
+                    title='quote " and \\ and ünïcode ✓',
+                    body="line\nbreak",
+                    kind="deploy",
+                    level="error",
+                    url="/x?a=1&b=2",
+                    data={"nested": {"list": [1, 2.5, None, True]}, "text": "é"},
+                    topic_id=topic.id,
+                ),
+            ),
+            services.PublishRequest([user.id], services.Content(title="expired", expires_at=timezone.now() + timedelta(seconds=1))),
+            services.PublishRequest([user.id], services.Content(title="read later")),
+        ]
+    )
+    Notification.objects.filter(recipient=user, seq=1).update(created_at=timezone.now().replace(microsecond=0))
+    Notification.objects.filter(recipient=user, seq=3).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.mark_read(user_id=user.id, ids=list(Notification.objects.filter(recipient=user, seq=4).values_list("id", flat=True)))
+
+    built = selectors._replay_frames(user.id, 0, 4, 10)
+    portable = selectors._replay_frames_portable(user.id, 0, 4, 10)
+    assert [seq for seq, _ in built] == [seq for seq, _ in portable] == [1, 2, 4]
+    assert [orjson.loads(f) for _, f in built] == [orjson.loads(f) for _, f in portable]
+    assert "." not in orjson.loads(built[0][1])["created_at"]  # whole seconds: no fraction, as orjson writes them
+    assert orjson.loads(built[2][1])["read"] is True and orjson.loads(built[1][1])["topic"] == "deploys"
+    assert selectors._replay_frames(user.id, 0, 4, 2) == built[:2]
 
 
 def test_replay_pages_and_reset(user: Any) -> None:
