@@ -146,6 +146,7 @@ class Worker:
                     event, payload = orjson.loads(raw[2:])[:2]
                     if event != "notification":
                         continue
+                    self.frames += 1
                     self._arrived(sock, payload["n"], payload["t"], None)
                     continue
                 frame = orjson.loads(raw)
