@@ -29,6 +29,15 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_BIG = 1009
 
 
+def _since(query: dict[str, list[str]]) -> tuple[int | None, str | None]:
+    values = query.get("since")
+    if not values:
+        return None, None
+    if not values[0].isdigit() or int(values[0]) > protocol.MAX_SEQ:
+        return None, "'since' must be a non-negative integer"
+    return int(values[0]), None
+
+
 class NotificationConsumer(AsyncWebsocketConsumer):
     user_id: int
     credential: tuple[str, str]
@@ -60,10 +69,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.catch_up_task: asyncio.Task[None] | None = None
         self.tokens = float(self.settings.client_frame_burst)
         self.tokens_at = time.monotonic()
-        self.query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
         # several notifications per frame when it is behind, and replays in few frames.
-        self.batching = self.query.get("batch") == ["1"]
+        self.batching = query.get("batch") == ["1"]
 
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -84,7 +93,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             )
         )
         self.sent_seq = self.acked_seq = state.head_seq
-        since, problem = self._query_since()
+        since, problem = _since(query)
         if problem:
             await self.send(protocol.error("invalid_field", problem))
         if since is not None:
@@ -108,14 +117,6 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         if not self.closed:
             await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
-
-    def _query_since(self) -> tuple[int | None, str | None]:
-        values = self.query.get("since")
-        if not values:
-            return None, None
-        if not values[0].isdigit() or int(values[0]) > protocol.MAX_SEQ:
-            return None, "'since' must be a non-negative integer"
-        return int(values[0]), None
 
     # --- from the hub (events.Listener) ------------------------------------------
 
