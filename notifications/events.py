@@ -222,7 +222,13 @@ class Hub:
                             by_user[user_id].append((seq, text))
                 deliveries = [(listener, items) for user_id, items in by_user.items() for listener in self.listeners.get(user_id, ())]
                 for listener, items in deliveries:
-                    await listener.push_notifications(items, redelivery)
+                    try:
+                        await listener.push_notifications(items, redelivery)
+                    except Exception:
+                        # One socket's failure must not cost the others their push; it catches up on heartbeat.
+                        _raise_if_cancelled()
+                        log.exception("a push to a socket of user %s failed", listener.user_id)
+                        continue
                     self.pushes_sent += len(items)
                     sends += 1
                     if sends % YIELD_EVERY == 0:

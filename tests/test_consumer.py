@@ -294,6 +294,34 @@ async def test_pushes_that_queued_up_reach_a_batch_client_in_one_frame(user: Any
     await plain.disconnect()
 
 
+class FakeListener:
+    """A hub listener that records its pushes, or fails on every one."""
+
+    def __init__(self, user_id: int, *, fails: bool = False) -> None:
+        self.user_id, self.credential, self.fails = user_id, ("token", "1"), fails
+        self.got: list[list[tuple[int, str]]] = []
+
+    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
+        if self.fails:
+            raise RuntimeError("socket gone")
+        self.got.append(items)
+
+    async def push_event(self, text: str) -> None: ...
+    async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
+    async def close_unauthenticated(self) -> None: ...
+
+
+async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> None:
+    hub = events.hub()
+    broken, fine = FakeListener(1, fails=True), FakeListener(2)
+    hub.listeners[1].add(broken)
+    hub.listeners[2].add(fine)
+    await hub.dispatch([{"type": "node.deliver", "items": [[1, 1, "a"], [2, 1, "b"]]}])
+    assert fine.got == [[(1, "b")]]
+    hub.detach(broken)
+    hub.detach(fine)
+
+
 # --- client frames ------------------------------------------------------------------
 
 
