@@ -100,6 +100,8 @@ def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
     delivered = Notification.objects.filter(selectors.delivered())
     assert sorted(delivered.values_list("recipient_id", "seq")) == [(a.id, 1), (a.id, 2), (a.id, 3)]
     assert UserStream.objects.get(user=b).delivered_seq == 0
+    undelivered = Notification.objects.filter(selectors.undelivered())
+    assert sorted(undelivered.values_list("recipient_id", "seq")) == [(b.id, 1), (b.id, 2), (b.id, 3)]
 
 
 def test_replay_frames_built_by_the_database_are_the_live_frames(user: Any) -> None:

@@ -26,7 +26,7 @@ from .. import services
 from ..errors import ServiceError
 from ..forms import ComposeForm
 from ..models import Notification
-from ..selectors import delivered
+from ..selectors import delivered, undelivered
 from .listing import CheapDateHierarchyChangeList, CheapListMixin
 
 # One action handles at most this many rows: selecting "all 1,000,000" must not load them all, push them all,
@@ -59,7 +59,7 @@ class DeliveredFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
         if self.value() in ("yes", "no"):
-            return queryset.filter(delivered() if self.value() == "yes" else ~delivered())
+            return queryset.filter(delivered() if self.value() == "yes" else undelivered())
         return None
 
 
