@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Min, OuterRef, Subquery, Sum
+from django.db.models import F, Min, Sum
 from django.utils import timezone
 
-from . import presence
-from .models import Notification, UserStream
+from . import presence, selectors
+from .models import Notification
 
 RATE_WINDOW_SECONDS = 10
 
@@ -80,10 +80,9 @@ def unacked(now: datetime | None = None) -> tuple[int, float | None]:
 
     One pass over the streams: each user's seqs above their delivered cursor.
     """
-    behind = UserStream.objects.filter(head_seq__gt=F("delivered_seq"))
+    behind = selectors.streams_behind()
     count = behind.aggregate(n=Sum(F("head_seq") - F("delivered_seq")))["n"] or 0
-    first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq")).order_by("seq")
-    oldest: datetime | None = behind.annotate(at=Subquery(first.values("created_at")[:1])).aggregate(oldest=Min("at"))["oldest"]
+    oldest: datetime | None = behind.annotate(at=selectors.oldest_undelivered_at()).aggregate(oldest=Min("at"))["oldest"]
     age = ((now or timezone.now()) - oldest).total_seconds() if oldest else None
     return int(count), age
 

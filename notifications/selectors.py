@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from . import protocol
@@ -64,8 +64,18 @@ def undelivered() -> Exists:
     way it starts from the few streams behind their head and reads each one's
     seqs above the cursor from the (recipient, seq) index (3 ms).
     """
-    behind = UserStream.objects.filter(head_seq__gt=F("delivered_seq"))
-    return Exists(behind.filter(user_id=OuterRef("recipient_id"), delivered_seq__lt=OuterRef("seq")))
+    return Exists(streams_behind().filter(user_id=OuterRef("recipient_id"), delivered_seq__lt=OuterRef("seq")))
+
+
+def streams_behind() -> QuerySet[UserStream]:
+    """Streams with seqs no device of the user has acked yet."""
+    return UserStream.objects.filter(head_seq__gt=F("delivered_seq"))
+
+
+def oldest_undelivered_at() -> Subquery:
+    """To annotate streams with: created_at of the first notification above the delivered cursor (one index lookup)."""
+    first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq")).order_by("seq")
+    return Subquery(first.values("created_at")[:1])
 
 
 def frame_dict(n: Notification | NewRow, topic_slug: str | None) -> dict[str, Any]:

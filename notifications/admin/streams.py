@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -15,8 +15,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from .. import presence
-from ..models import Notification, UserStream
+from .. import presence, selectors
+from ..models import UserStream
 from .listing import CheapListMixin
 
 
@@ -45,15 +45,10 @@ class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UserStream]:
-        # Above the delivered cursor; the oldest is one lookup on the unique (recipient, seq) index.
-        first_undelivered = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq"))
         return (
             super()
             .get_queryset(request)
-            .annotate(
-                undelivered_count=F("head_seq") - F("delivered_seq"),
-                oldest_undelivered_at=Subquery(first_undelivered.order_by("seq").values("created_at")[:1]),
-            )
+            .annotate(undelivered_count=F("head_seq") - F("delivered_seq"), oldest_undelivered_at=selectors.oldest_undelivered_at())
         )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
