@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
@@ -24,6 +25,7 @@ from .errors import NotFound, ServiceError
 from .models import Notification, Subscription, Topic, UserStream
 
 INSERT_BATCH = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -114,30 +116,42 @@ def publish_to_everyone(*, content: Content, idempotency_key: str | None = None)
 
 def publish_many(requests: Sequence[PublishRequest]) -> list[PublishResult]:
     """Publish several requests in one transaction: all are stored, or none."""
-    try:
-        with transaction.atomic():
-            return _publish_locked(requests)
-    except IntegrityError:
-        # A concurrent retry with the same key won the race on the unique
-        # (key, recipient) index; our transaction is gone, its result stands.
-        keys = [r.idempotency_key for r in requests if r.idempotency_key]
-        if not keys:
-            raise
-        with transaction.atomic():
-            return _publish_locked(requests)
+    retried_key = False
+    while True:
+        try:
+            with transaction.atomic():
+                return _publish_locked(requests)
+        except _MissingStreams as missing:
+            # A user's first notification: give them a stream (or fail, nothing written) and go again.
+            _create_streams(missing.user_ids)
+        except IntegrityError:
+            # A concurrent retry with the same key won the race on the unique
+            # (key, recipient) index; our transaction is gone, its result stands.
+            if retried_key or not any(r.idempotency_key for r in requests):
+                raise
+            retried_key = True
+
+
+class _MissingStreams(Exception):
+    def __init__(self, user_ids: list[int]) -> None:
+        self.user_ids = user_ids
 
 
 def _publish_locked(requests: Sequence[PublishRequest]) -> list[PublishResult]:
-    recipient_ids = sorted({uid for r in requests for uid in r.recipient_ids})
-    heads = _lock_streams(recipient_ids)
+    # Before any lock: a concurrent publish with one of these keys that commits
+    # meanwhile makes our insert fail on the unique index, and publish_many retries.
     earlier = _earlier_results([r.idempotency_key for r in requests if r.idempotency_key])
     fresh = [r for r in requests if not (r.idempotency_key and r.idempotency_key in earlier)]
-    rows = _allocate(fresh, heads)
-    created = _insert(rows)
-    transaction.on_commit(lambda: events.notifications_created(created))
+    rows = _plan(fresh)
+    if rows:
+        if transaction.get_connection().vendor == "postgresql":
+            _store(rows)
+        else:
+            _store_portable(rows)
+        transaction.on_commit(lambda: events.notifications_created(rows))
 
     by_request: dict[int, list[Delivery]] = defaultdict(list)
-    for index, row in zip(_request_indexes(fresh), created, strict=True):
+    for index, row in zip(_request_indexes(fresh), rows, strict=True):
         by_request[index].append(Delivery(row.recipient_id, row.id, row.seq))
     results = []
     fresh_index = 0
@@ -150,49 +164,116 @@ def _publish_locked(requests: Sequence[PublishRequest]) -> list[PublishResult]:
     return results
 
 
-def _insert(rows: list[NewRow]) -> list[NewRow]:
-    """bulk_create; on PostgreSQL one INSERT ... SELECT FROM unnest(arrays) instead.
+def _plan(requests: Sequence[PublishRequest]) -> list[NewRow]:
+    """The rows to insert, each `seq` still its place among this publish's rows for that user (1, 2, ...)."""
+    now = timezone.now()
+    places: Counter[int] = Counter()
+    rows = []
+    for r in requests:
+        c = r.content
+        for uid in dict.fromkeys(r.recipient_ids):
+            places[uid] += 1
+            rows.append(
+                NewRow(
+                    recipient_id=uid, seq=places[uid], topic_id=c.topic_id, kind=c.kind, title=c.title, body=c.body,
+                    data=c.data, url=c.url, level=c.level, actor_id=c.actor_id, created_at=now,
+                    expires_at=c.expires_at, idempotency_key=r.idempotency_key,
+                )
+            )  # fmt: skip
+    return rows
 
-    A column with the same value in every row (a fan-out's content) is bound
-    once, not once per row: a 1,000-recipient publish binds ~15 parameters
-    instead of ~15,000, which is most of what bulk_create spent (bench/README.md).
+
+def _store(rows: list[NewRow]) -> None:
+    """PostgreSQL: lock the streams, advance them and insert the rows in one statement.
+
+    Everything but the statement is prepared before it, so the streams are
+    locked for one round trip and the commit: batches to the same users queue
+    on those locks, and Python work inside them (slowed further by other
+    request threads holding the GIL) was most of what they waited for. Streams
+    are locked in user id order (materialized first), the order every writer
+    uses, so writers never deadlock. created_at is taken under the lock, so it
+    follows seq order.
     """
     conn = transaction.get_connection()  # the wrapper itself: the `connection` proxy costs a lookup per use
-    if not rows:
-        return rows
-    if conn.vendor != "postgresql":
-        fields = [f.attname for f in Notification._meta.concrete_fields if not f.primary_key]
-        stored = Notification.objects.bulk_create(
-            [Notification(**{name: getattr(row, name) for name in fields}) for row in rows], batch_size=INSERT_BATCH
-        )
-        for row, n in zip(rows, stored, strict=True):
-            row.id = n.pk
-        return rows
     qn = conn.ops.quote_name
+    streams = qn(UserStream._meta.db_table)
+    counts = Counter(row.recipient_id for row in rows)
+    users = sorted(counts)
     columns = [f for f in Notification._meta.concrete_fields if not f.primary_key]
     select: list[str] = []
     scalars: list[Any] = []
-    arrays: list[tuple[str, list[Any]]] = []
+    arrays: list[tuple[str, list[Any]]] = [("recipient", [row.recipient_id for row in rows]), ("place", [row.seq for row in rows])]
     for f in columns:
-        values = [getattr(row, f.attname) for row in rows]
-        first = values[0]
-        if all(v is first or v == first for v in values):
-            select.append(f"%s::{f.db_type(conn)}")
-            scalars.append(f.get_db_prep_save(first, conn))
+        if f.attname == "recipient_id":
+            select.append("a.user_id")
+        elif f.attname == "seq":
+            select.append("a.base + u.place::bigint")
+        elif f.attname == "created_at":
+            select.append("a.at")
         else:
-            select.append(f"u.c{len(arrays)}")
-            arrays.append((f"%s::{f.db_type(conn)}[]", [f.get_db_prep_save(v, conn) for v in values]))
-    source = f" FROM unnest({', '.join(t for t, _ in arrays)}) AS u({', '.join(f'c{i}' for i in range(len(arrays)))})" if arrays else ""
-    sql = (
-        f"INSERT INTO {qn(Notification._meta.db_table)} ({', '.join(qn(f.column) for f in columns)})"
-        f" SELECT {', '.join(select)}{source} RETURNING {qn(Notification._meta.pk.column)}, recipient_id, seq"
-    )
+            values = [getattr(row, f.attname) for row in rows]
+            first = values[0]
+            if all(v is first or v == first for v in values):
+                select.append(f"%s::{f.db_type(conn)}")
+                scalars.append(f.get_db_prep_save(first, conn))
+            else:
+                select.append(f"u.c{len(arrays)}::{f.db_type(conn)}")
+                arrays.append((f.get_internal_type(), values))
+    # A varying column is one JSON array (orjson), split by PostgreSQL in C: psycopg's per-element array
+    # dumping and Django's per-value preparation were most of a batch's insert before.
+    sources = ", ".join(f"json_array_elements{'' if kind == 'JSONField' else '_text'}(%s::json)" for kind, _ in arrays)
+    names = ", ".join(["recipient", "place", *(f"c{i}" for i in range(2, len(arrays)))])
+    sql = f"""
+        WITH locked AS MATERIALIZED (
+            SELECT user_id FROM {streams} WHERE user_id = ANY(%s::bigint[]) ORDER BY user_id FOR UPDATE
+        ), advanced AS (
+            UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n
+            FROM unnest(%s::bigint[], %s::bigint[]) AS m(user_id, n)
+            WHERE s.user_id = m.user_id AND s.user_id IN (SELECT user_id FROM locked)
+            RETURNING s.user_id, s.head_seq - m.n AS base, clock_timestamp() AS at
+        )
+        INSERT INTO {qn(Notification._meta.db_table)} ({", ".join(qn(f.column) for f in columns)})
+        SELECT {", ".join(select)} FROM ROWS FROM ({sources}) AS u({names}) JOIN advanced AS a ON a.user_id = u.recipient::bigint
+        RETURNING {qn(Notification._meta.pk.column)}, recipient_id, seq, (extract(epoch FROM created_at) * 1000000)::bigint
+    """
+    varying = [orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS).decode() for _, values in arrays]
+    params = [users, users, [counts[u] for u in users], *scalars, *varying]
     with conn.cursor() as cursor:
-        cursor.execute(sql, [*scalars, *(values for _, values in arrays)])
-        ids = {(recipient_id, seq): id_ for id_, recipient_id, seq in cursor.fetchall()}
+        cursor.execute(sql, params)
+        stored = cursor.fetchall()
+    if len(stored) != len(rows):
+        have = {recipient_id for _, recipient_id, _, _ in stored}
+        raise _MissingStreams([u for u in users if u not in have])
+    base: dict[int, int] = {}  # a user's seqs here are base + 1 .. base + count
+    for _, recipient_id, seq, _ in stored:
+        base[recipient_id] = min(base.get(recipient_id, seq), seq - 1)
+    by_key = {(recipient_id, seq): (id_, micros) for id_, recipient_id, seq, micros in stored}
+    times: dict[int, datetime] = {}  # created_at as epoch microseconds: psycopg's timestamptz loader cost 10 µs a row
     for row in rows:
-        row.id = ids[(row.recipient_id, row.seq)]
-    return rows
+        row.seq += base[row.recipient_id]
+        row.id, micros = by_key[(row.recipient_id, row.seq)]
+        row.created_at = times.get(micros) or times.setdefault(micros, EPOCH + timedelta(microseconds=micros))
+
+
+def _store_portable(rows: list[NewRow]) -> None:
+    """Other databases (SQLite): lock the streams, advance them one UPDATE per distinct count, bulk_create."""
+    counts = Counter(row.recipient_id for row in rows)
+    heads = _lock_streams(sorted(counts))
+    now = timezone.now()  # under the lock, so created_at follows seq order
+    for row in rows:
+        row.seq += heads[row.recipient_id]
+        row.created_at = now
+    users_by_count: dict[int, list[int]] = defaultdict(list)
+    for uid, count in counts.items():
+        users_by_count[count].append(uid)
+    for count, uids in users_by_count.items():
+        UserStream.objects.filter(user_id__in=uids).update(head_seq=F("head_seq") + count, unread=F("unread") + count)
+    fields = [f.attname for f in Notification._meta.concrete_fields if not f.primary_key]
+    stored = Notification.objects.bulk_create(
+        [Notification(**{name: getattr(row, name) for name in fields}) for row in rows], batch_size=INSERT_BATCH
+    )
+    for row, n in zip(rows, stored, strict=True):
+        row.id = n.pk
 
 
 def _request_indexes(requests: Sequence[PublishRequest]) -> Iterable[int]:
@@ -215,15 +296,20 @@ def _lock_streams(user_ids: list[int]) -> dict[int, int]:
     heads = dict(_user_in(UserStream.objects.select_for_update(), user_ids).order_by("user_id").values_list("user_id", "head_seq"))
     missing = [uid for uid in user_ids if uid not in heads]
     if missing:
-        known = set(get_user_model().objects.filter(id__in=missing).values_list("id", flat=True))
-        unknown = sorted(set(missing) - known)
-        if unknown:
-            raise ServiceError("unknown_recipient", f"no such user: {', '.join(map(str, unknown[:10]))}", status=404)
-        UserStream.objects.bulk_create([UserStream(user_id=uid) for uid in missing], ignore_conflicts=True)
+        _create_streams(missing)
         heads.update(
             UserStream.objects.select_for_update().filter(user_id__in=missing).order_by("user_id").values_list("user_id", "head_seq")
         )
     return heads
+
+
+def _create_streams(user_ids: list[int]) -> None:
+    """Streams for users who have none yet; an unknown user fails the publish before anything is written."""
+    known = set(get_user_model().objects.filter(id__in=user_ids).values_list("id", flat=True))
+    unknown = sorted(set(user_ids) - known)
+    if unknown:
+        raise ServiceError("unknown_recipient", f"no such user: {', '.join(map(str, unknown[:10]))}", status=404)
+    UserStream.objects.bulk_create([UserStream(user_id=uid) for uid in user_ids], ignore_conflicts=True)
 
 
 def _earlier_results(keys: list[str]) -> dict[str, list[Delivery]]:
@@ -235,30 +321,6 @@ def _earlier_results(keys: list[str]) -> dict[str, list[Delivery]]:
     ):
         found[str(key)].append(Delivery(recipient_id, id_, seq))
     return dict(found)
-
-
-def _allocate(requests: Sequence[PublishRequest], heads: dict[int, int]) -> list[NewRow]:
-    """Build the rows with their seqs and advance every stream, one UPDATE per distinct count."""
-    now = timezone.now()
-    next_seq = dict(heads)
-    rows = []
-    for r in requests:
-        c = r.content
-        for uid in dict.fromkeys(r.recipient_ids):
-            next_seq[uid] += 1
-            rows.append(
-                NewRow(
-                    recipient_id=uid, seq=next_seq[uid], topic_id=c.topic_id, kind=c.kind, title=c.title, body=c.body,
-                    data=c.data, url=c.url, level=c.level, actor_id=c.actor_id, created_at=now,
-                    expires_at=c.expires_at, idempotency_key=r.idempotency_key,
-                )
-            )  # fmt: skip
-    users_by_count: dict[int, list[int]] = defaultdict(list)
-    for uid, count in Counter(row.recipient_id for row in rows).items():
-        users_by_count[count].append(uid)
-    for count, uids in users_by_count.items():
-        _user_in(UserStream.objects.all(), uids).update(head_seq=F("head_seq") + count, unread=F("unread") + count)
-    return rows
 
 
 def mark_read(*, user_id: int, ids: Sequence[int] = (), everything: bool = False) -> ReadResult:

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from notifications import selectors, services
+from notifications import events, selectors, services
 from notifications.errors import NotFound, ServiceError
 from notifications.models import Notification, Subscription, Topic, UserStream
 
@@ -102,6 +102,38 @@ def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
     assert UserStream.objects.get(user=b).delivered_seq == 0
     undelivered = Notification.objects.filter(selectors.undelivered())
     assert sorted(undelivered.values_list("recipient_id", "seq")) == [(b.id, 1), (b.id, 2), (b.id, 3)]
+
+
+def test_stored_rows_say_what_was_published_whichever_columns_vary(
+    make_user: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """PostgreSQL binds a varying column as one JSON array: every type must come back as it went in."""
+    a, b = make_user(), make_user()
+    topic = Topic.objects.create(slug="deploys", title="Deploys")
+    soon = timezone.now() + timedelta(days=1)
+    contents = [
+        services.Content(title="plain"),
+        services.Content(
+            title='quote " and \\ and ünïcode ✓ {a,b}', body="line\nbreak\ttab", kind="deploy", level="error", url="/x?a=1&b=2",
+            data={"nested": {"list": [1, 2.5, None, True]}, "text": "é", "null": None}, expires_at=soon, topic_id=topic.id, actor_id=b.id,
+        ),
+        services.Content(title="", data={"n": 2**53}),
+    ]  # fmt: skip
+    keys = [None, "key-1", None]
+    pushed: list[services.NewRow] = []
+    monkeypatch.setattr(events, "notifications_created", lambda rows, **_: pushed.extend(rows))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.publish_many([services.PublishRequest([a.id, b.id], c, k) for c, k in zip(contents, keys, strict=True)])
+    # What is pushed live is what a replay will read back.
+    in_db = {n.id: (n.recipient_id, n.seq, n.created_at, n.title) for n in Notification.objects.all()}
+    assert {row.id: (row.recipient_id, row.seq, row.created_at, row.title) for row in pushed} == in_db
+    for user in (a, b):
+        rows = list(Notification.objects.filter(recipient=user).order_by("seq"))
+        assert [r.seq for r in rows] == [1, 2, 3]
+        for row, c, key in zip(rows, contents, keys, strict=True):
+            sent = (c.title, c.body, c.kind, c.level, c.url, c.data, c.expires_at, c.topic_id, c.actor_id, key, None)
+            stored = (row.title, row.body, row.kind, row.level, row.url, row.data, row.expires_at, row.topic_id, row.actor_id)
+            assert (*stored, row.idempotency_key, row.read_at) == sent
 
 
 def test_replay_frames_built_by_the_database_are_the_live_frames(user: Any) -> None:
