@@ -37,6 +37,10 @@ CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis
 GROUP_REFRESH_SECONDS = 60  # re-join the group this often: settings' group_expiry (300 s) forgets dead nodes
 READ_AHEAD = 100  # channel-layer messages the hub reads ahead while it is busy sending
 YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading and inbound frames go on
+# Rounds of sends start at most this often. A push that comes sooner waits, at most this long,
+# and shares its frames with those that come meanwhile: in a burst a frame (the server's and
+# the client's main cost per delivery) carries several notifications (docs/decisions/0006-coalescing.md).
+COALESCE_SECONDS = 0.1
 
 
 # --- out: called from services, after commit ---------------------------------
@@ -200,8 +204,13 @@ class Hub:
     async def _dispatch_loop(self) -> None:
         # Reading and sending are separate tasks: whatever arrives while the hub
         # is busy sending is taken together next time, and merged per user.
+        started = -COALESCE_SECONDS
         while True:
             messages = [await self._inbox.get()]
+            # In a burst, rounds start at most every COALESCE_SECONDS: pushes that
+            # arrive meanwhile go out merged, one `batch` frame per socket.
+            await asyncio.sleep(max(0.0, started + COALESCE_SECONDS - time.monotonic()))
+            started = time.monotonic()
             while not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
             try:

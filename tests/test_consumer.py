@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
@@ -300,11 +301,13 @@ class FakeListener:
     def __init__(self, user_id: int, *, fails: bool = False) -> None:
         self.user_id, self.credential, self.fails = user_id, ("token", "1"), fails
         self.got: list[list[tuple[int, str]]] = []
+        self.pushed = asyncio.Event()
 
     async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
         if self.fails:
             raise RuntimeError("socket gone")
         self.got.append(items)
+        self.pushed.set()
 
     async def push_event(self, text: str) -> None: ...
     async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
@@ -320,6 +323,21 @@ async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> No
     assert fine.got == [[(1, "b")]]
     hub.detach(broken)
     hub.detach(fine)
+
+
+async def test_pushes_that_come_in_a_burst_share_a_round() -> None:
+    hub = events.hub()
+    listener = FakeListener(7)
+    await hub.attach(listener)  # the hub reads the real channel layer
+    for seq in (1, 2, 3):
+        await get_channel_layer().group_send(events.NODES_GROUP, {"type": "node.deliver", "items": [[7, seq, f"n{seq}"]]})
+    while sum(map(len, listener.got)) < 3:
+        await asyncio.wait_for(listener.pushed.wait(), TIMEOUT)
+        listener.pushed.clear()
+    assert [item for call in listener.got for item in call] == [(1, "n1"), (2, "n2"), (3, "n3")]
+    # A round starts at most every COALESCE_SECONDS: what comes meanwhile waits and goes together (one frame).
+    assert len(listener.got) < 3
+    hub.detach(listener)
 
 
 # --- client frames ------------------------------------------------------------------
