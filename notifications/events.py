@@ -49,8 +49,10 @@ COALESCE_SECONDS = 0.1
 def notifications_created(rows: Sequence[Notification | services.NewRow], *, redelivery: bool = False) -> None:
     if not rows:
         return
+    from .selectors import frame_dict
+
     slugs = _topic_slugs({n.topic_id for n in rows if n.topic_id})
-    items = [[n.recipient_id, n.seq, protocol.encode(_frame(n, slugs))] for n in rows]
+    items = [[n.recipient_id, n.seq, protocol.encode(frame_dict(n, slugs.get(n.topic_id) if n.topic_id else None))] for n in rows]
     for start in range(0, len(items), CHUNK):
         _send({"type": "node.deliver", "items": items[start : start + CHUNK], "redelivery": redelivery})
 
@@ -63,12 +65,6 @@ def read_changed(user_id: int, result: services.ReadResult) -> None:
 def unread_changed(user_id: int, result: services.ReadResult) -> None:
     frame = protocol.unread_event(ids=result.changed_ids, unread=result.unread, head_seq=result.head_seq)
     _send({"type": "node.user_event", "user": user_id, "frame": frame})
-
-
-def _frame(n: Notification | services.NewRow, slugs: dict[int, str]) -> dict[str, Any]:
-    from .selectors import frame_dict
-
-    return frame_dict(n, slugs.get(n.topic_id) if n.topic_id else None)
 
 
 def _topic_slugs(topic_ids: set[int]) -> dict[int, str]:

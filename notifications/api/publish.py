@@ -61,16 +61,17 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
     topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
     requests = []
     audiences: dict[str, Sequence[int]] = {}  # a topic's subscribers, read once per request
+    actor_id = who.user_id
     for index, item in enumerate(items):
         where = f"notifications.{index}." if batch else ""
-        missing = [u for u in item.users if isinstance(u, str) and u not in user_ids]
+        missing = [u for u in item.users if isinstance(u, str) and u not in user_ids] if usernames else []
         if missing:
             raise NotFound("unknown_recipient", f"no such user: {', '.join(missing[:10])}", fields={f"{where}users": "unknown user"})
         if item.topic and item.topic not in topics:
             raise NotFound("unknown_topic", f"no topic {item.topic!r}", fields={f"{where}topic": "unknown topic"})
         content = services.Content(
             title=item.title, body=item.body, kind=item.kind, data=item.data, url=item.url, level=item.level,
-            expires_at=item.expires_at, actor_id=who.user_id,
+            expires_at=item.expires_at, actor_id=actor_id,
         )  # fmt: skip
         if item.topic:
             topic = topics[item.topic]
