@@ -71,7 +71,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.tokens_at = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
-        # several notifications per frame when it is behind, and replays in few frames.
+        # a burst's pushes several to a frame (events.COALESCE_SECONDS), and replays in few frames.
         self.batching = query.get("batch") == ["1"]
 
         user = self.scope.get("user")

@@ -248,11 +248,12 @@ def _store(rows: list[NewRow]) -> None:
     for _, recipient_id, seq, _ in stored:
         base[recipient_id] = min(base.get(recipient_id, seq), seq - 1)
     by_key = {(recipient_id, seq): (id_, micros) for id_, recipient_id, seq, micros in stored}
-    times: dict[int, datetime] = {}  # created_at as epoch microseconds: psycopg's timestamptz loader cost 10 µs a row
+    # created_at comes as epoch microseconds, one value per user: psycopg's timestamptz loader cost 10 µs a row.
+    times = {micros: EPOCH + timedelta(microseconds=micros) for micros in {micros for *_, micros in stored}}
     for row in rows:
         row.seq += base[row.recipient_id]
         row.id, micros = by_key[(row.recipient_id, row.seq)]
-        row.created_at = times.get(micros) or times.setdefault(micros, EPOCH + timedelta(microseconds=micros))
+        row.created_at = times[micros]
 
 
 def _store_portable(rows: list[NewRow]) -> None:

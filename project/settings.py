@@ -89,14 +89,13 @@ TEMPLATES = [
 
 _DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(_DATABASE_URL)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 20) > 0:
+_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _POOL_SIZE > 0:
     # Under ASGI every request runs in a thread of its own, so a persistent
     # connection (CONN_MAX_AGE) is one per request thread, never reused, and
     # PostgreSQL runs out of slots (Django's docs: use a pool under ASGI).
     # Connections go back to this per-process pool when a request ends.
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 20), "timeout": env_int("DATABASE_POOL_TIMEOUT", 10)}
-    }
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": _POOL_SIZE, "timeout": env_int("DATABASE_POOL_TIMEOUT", 10)}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so reading a user's sequence and
     # advancing it cannot interleave with another writer.
