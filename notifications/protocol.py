@@ -6,20 +6,18 @@ Channels' dispatch, so a client cannot call a consumer method by name.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from .rules import MAX_READ_IDS, MAX_SEQ, SLUG_RE
+
 PROTOCOL_VERSION = 1
-MAX_READ_IDS = 1000
 MAX_READ_STATE_IDS = 1000
 MAX_REF_LENGTH = 64
-MAX_SEQ = 2**62
 BATCH_MAX_FRAMES = 100  # notifications per `batch` frame: ~30 KB, well under any client's frame limit
-SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 
 Ref = str | int | None
 
