@@ -8,7 +8,11 @@ COPY project project
 COPY notifications notifications
 COPY templates templates
 COPY static static
-RUN useradd --system app
+COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# /data holds the generated secret key; a new named volume mounted there takes
+# this directory's owner, so the app user can write it.
+RUN useradd --system app && mkdir /data && chown app /data
 USER app
 EXPOSE 8000
+ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "project.asgi:application"]

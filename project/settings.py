@@ -34,10 +34,24 @@ def env_list(name: str, default: str) -> list[str]:
 # DEBUG is on unless said otherwise. The production shape sets it explicitly.
 DEBUG = env_bool("DJANGO_DEBUG", default="DATABASE_URL" not in os.environ)
 
+# DJANGO_SECRET_KEY, else the file DJANGO_SECRET_KEY_FILE names (the container
+# entrypoint writes a random key there on first start).
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+_SECRET_KEY_FILE = os.environ.get("DJANGO_SECRET_KEY_FILE", "")
+if not SECRET_KEY and _SECRET_KEY_FILE:
+    try:
+        SECRET_KEY = Path(_SECRET_KEY_FILE).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"DJANGO_SECRET_KEY_FILE {_SECRET_KEY_FILE} cannot be read: {exc.strerror}.") from exc
+if SECRET_KEY.startswith("change-me"):
+    # .env.example's placeholder is public: as good as no key.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is still the placeholder from .env.example: set a long random value, "
+        "or leave it unset under docker compose to have one generated and kept in a volume."
+    )
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE must be set when DJANGO_DEBUG is off.")
     SECRET_KEY = "insecure-dev-only-key-never-use-in-production"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")

@@ -48,6 +48,12 @@ ensure_chromium() {
     _apt_install chromium || { echo "Chromium (Debian package 'chromium') is missing and could not be installed." >&2; return 1; }
 }
 
+ensure_docker_compose() {
+    # Only to validate docker-compose.yml (tests/test_compose.py runs `docker-compose config`); no engine needed.
+    if command -v docker-compose >/dev/null; then return 0; fi
+    _apt_install docker-compose || { echo "docker-compose (Debian package 'docker-compose') is missing and could not be installed (need root or sudo)." >&2; return 1; }
+}
+
 ensure_venv() {
     # $1: requirements file. Reinstalls only when it changed.
     local req=$1
