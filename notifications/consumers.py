@@ -1,9 +1,7 @@
 """The WebSocket endpoint, protocol v1 (docs/protocol.md): auth, then route frames to services.
 
-Per connection we keep one cursor, sent_seq: everything up to it has been sent
-on this socket. Live pushes are sent only when they extend it by exactly one;
-anything else (a gap, a push during a replay) is filled from the database, so
-each socket sees every seq in order, whatever the channel layer dropped.
+What each socket has been sent, and so what to send next, is decided by its
+SocketSync (socket_sync.py); this module does the I/O it asks for.
 """
 
 from __future__ import annotations
@@ -19,9 +17,10 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 
-from . import conf, events, protocol, selectors, services
+from . import conf, hub, protocol, selectors, services
 from .errors import ServiceError
 from .protocol import Ack, ClientFrame, FrameError, Ping, Read, Resume, Subscribe, Unsubscribe
+from .socket_sync import SocketSync
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SLOW_CONSUMER = 4408
@@ -43,7 +42,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     credential: tuple[str, str]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # No channel per socket: the process's hub (events.py) fans pushes out
+        # No channel per socket: the process's hub (hub.py) fans pushes out
         # to sockets directly, so a publish costs one Redis message per process.
         self.scope = scope
         self.base_send = send
@@ -61,17 +60,14 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.settings = conf.get()
         self.closed = False
-        self.live = False
-        self.sent_seq = self.acked_seq = self.pending_max = 0
-        self.recorded_ack = 0  # highest ack written to the database by this socket
-        self.heartbeat_head = 0  # head_seq at the last heartbeat
-        self.sync_lock = asyncio.Lock()
+        self.sync = SocketSync(buffer_frames=self.settings.send_buffer_frames)
+        self.sync_lock = asyncio.Lock()  # one replay at a time: a client's resume waits for a catch-up
         self.catch_up_task: asyncio.Task[None] | None = None
         self.tokens = float(self.settings.client_frame_burst)
         self.tokens_at = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
-        # a burst's pushes several to a frame (events.COALESCE_SECONDS), and replays in few frames.
+        # a burst's pushes several to a frame (hub.COALESCE_SECONDS), and replays in few frames.
         self.batching = query.get("batch") == ["1"]
 
         user = self.scope.get("user")
@@ -81,7 +77,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = user.pk
         self.credential = self.scope["credential"]
-        self.hub = events.hub()
+        self.hub = hub.hub()
         # Attach before reading the head, so no push falls between the two.
         await self.hub.attach(self)
         # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
@@ -92,16 +88,14 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 user_id=self.user_id, head_seq=state.head_seq, unread=state.unread, heartbeat_s=self.settings.heartbeat_seconds
             )
         )
-        self.sent_seq = self.acked_seq = state.head_seq
+        self.sync.start(state.head_seq)
         since, problem = _since(query)
         if problem:
             await self.send(protocol.error("invalid_field", problem))
         if since is not None:
             await self.resume(since)
-        else:
-            self.live = True
-            if self.pending_max > self.sent_seq:
-                self._start_catch_up()
+        elif self.sync.go_live():
+            self._start_catch_up()
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
@@ -118,25 +112,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if not self.closed:
             await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
-    # --- from the hub (events.Listener) ------------------------------------------
+    # --- from the hub (hub.Listener) ----------------------------------------------
 
     async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
-        """Encoded notification frames for this user, (seq, text) in seq order, from one round of the hub."""
-        if redelivery:
-            await self._send_notifications([text for _, text in items])
-            return
-        fresh = sorted({seq: text for seq, text in items if seq > self.sent_seq}.items())
-        if not fresh:
-            return
-        in_order = all(seq == self.sent_seq + i for i, (seq, _) in enumerate(fresh, 1))
-        if not self.live or self.sync_lock.locked() or not in_order:
-            self.pending_max = max(self.pending_max, fresh[-1][0])
-            if self.live:
-                self._start_catch_up()
-            return
-        await self._send_notifications([text for _, text in fresh])
-        self.sent_seq = fresh[-1][0]
-        if self.sent_seq - self.acked_seq > self.settings.send_buffer_frames:
+        """Encoded notification frames for this user, (seq, text), from one round of the hub."""
+        plan = self.sync.on_push(items, redelivery=redelivery)
+        if plan.send:
+            await self._send_notifications(plan.send)
+        if plan.catch_up:
+            self._start_catch_up()
+        if plan.too_slow:
             # The client is not keeping up; it reconnects and resumes, losing nothing.
             await self.close(code=CLOSE_SLOW_CONSUMER)
 
@@ -148,22 +133,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self.send(text)
 
     async def on_heartbeat(self, head_seq: int, unread: int) -> None:
-        # A seq that was the head one heartbeat ago and still has not been sent
-        # was dropped: replay it (the `synced` frame carries the head). A seq
-        # past what was sent is otherwise most likely in flight (a burst being
-        # fanned out); replaying it for every socket would only repeat it.
-        dropped = self.sent_seq < self.heartbeat_head
-        self.heartbeat_head = head_seq
-        if self.live and dropped:
-            self.pending_max = max(self.pending_max, head_seq)
+        plan = self.sync.on_heartbeat(head_seq, unread)
+        if plan.catch_up:
             self._start_catch_up()
-            return
-        if head_seq > self.sent_seq:
-            # Pushes in flight: name only what this socket has, and no count,
-            # since the count covers seqs the client does not hold yet.
-            await self.send(protocol.heartbeat(head_seq=self.sent_seq, unread=None))
         else:
-            await self.send(protocol.heartbeat(head_seq=head_seq, unread=unread))
+            await self.send(protocol.heartbeat(head_seq=plan.head_seq, unread=plan.unread))
 
     async def close_unauthenticated(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -172,7 +146,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     def _start_catch_up(self) -> None:
         if self.catch_up_task is None or self.catch_up_task.done():
-            self.catch_up_task = asyncio.create_task(self.resume(self.sent_seq, asked=False))
+            self.catch_up_task = asyncio.create_task(self.resume(self.sync.sent_seq, asked=False))
 
     async def resume(self, since: int, *, asked: bool = True) -> None:
         """Send one page after `since`, then `synced`; repeat while pushes arrived meanwhile.
@@ -181,27 +155,24 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         another device read things: a `read_state` frame first brings it in step.
         """
         async with self.sync_lock:
-            self.live = False
-            self.acked_seq = min(self.acked_seq, since)
-            while not self.closed:
-                page = await database_sync_to_async(selectors.replay_page)(
-                    self.user_id, since=since, limit=self.settings.replay_page_size, with_read_state=asked
-                )
-                asked = False
-                if page.read_state:
-                    await self.send(page.read_state)
-                if page.reset_reason:
-                    await self.send(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq))
-                else:
-                    await self._send_notifications(page.frames)
-                    await self.send(protocol.synced(head_seq=page.head_seq, replayed=len(page.frames), more=page.more))
-                self.sent_seq = page.last_seq
-                if page.more:
-                    return  # the client asks for the next page with `resume`
-                self.live = True
-                if self.pending_max <= self.sent_seq:
-                    return
-                since = self.sent_seq
+            self.sync.begin_replay(since)
+            try:
+                next_since: int | None = since
+                while next_since is not None and not self.closed:
+                    page = await database_sync_to_async(selectors.replay_page)(
+                        self.user_id, since=next_since, limit=self.settings.replay_page_size, with_read_state=asked
+                    )
+                    asked = False
+                    if page.read_state:
+                        await self.send(page.read_state)
+                    if page.reset_reason:
+                        await self.send(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq))
+                    else:
+                        await self._send_notifications(page.frames)
+                        await self.send(protocol.synced(head_seq=page.head_seq, replayed=len(page.frames), more=page.more))
+                    next_since = self.sync.page_sent(page.last_seq, more=page.more)
+            finally:
+                self.sync.end_replay()
 
     # --- from the client --------------------------------------------------------------
 
@@ -262,10 +233,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def ack(self, seq: int, *, confirm: bool = False) -> None:
         """Batched by the hub; with a `ref` the reply waits until the ack is written."""
-        seq = min(seq, self.sent_seq)
-        self.acked_seq = max(self.acked_seq, seq)
-        if seq > self.recorded_ack:
-            self.recorded_ack = seq
-            written = self.hub.record_ack(self.user_id, seq)
+        to_record = self.sync.on_ack(seq)
+        if to_record is not None:
+            written = self.hub.record_ack(self.user_id, to_record)
             if confirm:
                 await asyncio.shield(written)

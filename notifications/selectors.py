@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from django.db import connections
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from . import protocol
+from . import protocol, storage
 from .models import Notification, Subscription, Topic, UserStream
-
-if TYPE_CHECKING:
-    from .services import NewRow
 
 
 @dataclass(frozen=True)
@@ -60,9 +55,9 @@ def delivered() -> Exists:
 def undelivered() -> Exists:
     """The opposite of delivered(), written as a positive EXISTS over the streams that are behind.
 
-    NOT EXISTS made PostgreSQL check every row (595 ms at 1,000,000 rows); this
-    way it starts from the few streams behind their head and reads each one's
-    seqs above the cursor from the (recipient, seq) index (3 ms).
+    Not NOT EXISTS: that makes PostgreSQL check every row; this starts from the
+    few streams behind their head and reads each one's seqs above the cursor
+    from the (recipient, seq) index.
     """
     return Exists(streams_behind().filter(user_id=OuterRef("recipient_id"), delivered_seq__lt=OuterRef("seq")))
 
@@ -76,34 +71,6 @@ def oldest_undelivered_at() -> Subquery:
     """To annotate streams with: created_at of the first notification above the delivered cursor (one index lookup)."""
     first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("delivered_seq")).order_by("seq")
     return Subquery(first.values("created_at")[:1])
-
-
-def frame_dict(n: Notification | NewRow, topic_slug: str | None) -> dict[str, Any]:
-    return _frame(n.seq, n.id, topic_slug, n.kind, n.title, n.body, n.data, n.url, n.level, n.created_at, n.read_at)
-
-
-# The columns of a `notification` frame, in _frame's order: replay reads them as tuples.
-FRAME_COLUMNS = ("seq", "id", "topic__slug", "kind", "title", "body", "data", "url", "level", "created_at", "read_at")
-
-
-def _frame(
-    seq: int, id_: int, topic: str | None, kind: str, title: str, body: str, data: Any, url: str, level: str,
-    created_at: datetime, read_at: datetime | None,
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "type": "notification",
-        "seq": seq,
-        "id": id_,
-        "topic": topic,
-        "kind": kind,
-        "title": title,
-        "body": body,
-        "data": data,
-        "url": url,
-        "level": level,
-        "created_at": created_at,
-        "read": read_at is not None,
-    }
 
 
 def read_state(user_id: int, *, up_to_seq: int, state: StreamState) -> str:
@@ -132,47 +99,14 @@ def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool =
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="retention")
     if since > state.head_seq:
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="cursor_ahead")
-    rows = _replay_frames(user_id, since, state.head_seq, limit)
+    rows = storage.backend(Notification.objects.db).replay_frames(
+        user_id, since=since, head_seq=state.head_seq, limit=limit, now=timezone.now()
+    )
     more = len(rows) == limit and rows[-1][0] < state.head_seq
     frames = [frame for _, frame in rows]
     last_seq = rows[-1][0] if more else state.head_seq
     read = read_state(user_id, up_to_seq=since, state=state) if with_read_state and since else None
     return ReplayPage(frames, last_seq, state.head_seq, more, read_state=read)
-
-
-def _replay_frames(user_id: int, since: int, head_seq: int, limit: int) -> list[tuple[int, str]]:
-    """(seq, encoded `notification` frame) for seqs in (since, head_seq], oldest first, live ones only.
-
-    On PostgreSQL the frames are built by the database (json_build_object), the
-    same fields in the same order as _frame: a 1,000-row page costs ~25 ms
-    in Python otherwise, most of it converting and re-encoding each column.
-    tests/test_services.py holds the two to the same frames.
-    """
-    conn = connections[Notification.objects.db]
-    if conn.vendor != "postgresql":
-        return _replay_frames_portable(user_id, since, head_seq, limit)
-    qn = conn.ops.quote_name
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT n.seq, json_build_object("
-            "'type', 'notification', 'seq', n.seq, 'id', n.id, 'topic', t.slug, 'kind', n.kind, 'title', n.title,"
-            " 'body', n.body, 'data', n.data, 'url', n.url, 'level', n.level, 'created_at', "
-            # orjson's RFC 3339: microseconds only when there are any.
-            " to_char(n.created_at AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', n.created_at) = n.created_at"
-            ' THEN \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\' ELSE \'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\' END),'
-            " 'read', n.read_at IS NOT NULL)::text"
-            f" FROM {qn(Notification._meta.db_table)} n LEFT JOIN {qn(Topic._meta.db_table)} t ON t.id = n.topic_id"
-            " WHERE n.recipient_id = %s AND n.seq > %s AND n.seq <= %s AND (n.expires_at IS NULL OR n.expires_at > %s)"
-            " ORDER BY n.seq LIMIT %s",
-            [user_id, since, head_seq, timezone.now(), limit],
-        )
-        return [(int(seq), str(frame)) for seq, frame in cursor.fetchall()]
-
-
-def _replay_frames_portable(user_id: int, since: int, head_seq: int, limit: int) -> list[tuple[int, str]]:
-    """_replay_frames through the ORM and orjson, as live pushes encode them (tuples: a third of model instances' cost)."""
-    rows = live(Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=head_seq))
-    return [(row[0], protocol.encode(_frame(*row))) for row in rows.order_by("seq").values_list(*FRAME_COLUMNS)[:limit]]
 
 
 def inbox(
@@ -217,11 +151,24 @@ def subscriptions_of(user_id: int) -> list[Subscription]:
     return list(Subscription.objects.filter(user_id=user_id).select_related("topic").order_by("topic__slug"))
 
 
-def user_ids_by_username(usernames: list[str]) -> dict[str, int]:
-    """Existing users by username; names not found are absent."""
+def active_user_ids(usernames: list[str]) -> dict[str, int]:
+    """The ids of the active users among these names: the one way every edge (API, forms, CLI) sends to a name.
+
+    An inactive user cannot log in to read a notification, so a name is sent to only while active;
+    unknown and inactive names are absent.
+    """
     from django.contrib.auth import get_user_model
 
-    return dict(get_user_model().objects.filter(username__in=usernames).values_list("username", "id"))
+    return dict(get_user_model().objects.filter(username__in=usernames, is_active=True).values_list("username", "id"))
+
+
+def topic_audience(topic_id: int) -> list[int]:
+    """Who a publish to the topic reaches: its current, unmuted subscribers."""
+    return list(Subscription.objects.filter(topic_id=topic_id, muted=False).values_list("user_id", flat=True))
+
+
+def topic_slugs(topic_ids: set[int]) -> dict[int, str]:
+    return dict(Topic.objects.filter(id__in=topic_ids).values_list("id", "slug")) if topic_ids else {}
 
 
 def topics_by_slug(slugs: list[str]) -> dict[str, Topic]:
@@ -239,7 +186,5 @@ class Totals:
 
 
 def totals() -> Totals:
-    from django.db.models import Count, Sum
-
     agg = UserStream.objects.aggregate(streams=Count("pk"), published=Sum("head_seq"), unread=Sum("unread"))
     return Totals(agg["streams"] or 0, agg["published"] or 0, agg["unread"] or 0, Topic.objects.count())

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import ops, protocol, selectors, services
+from . import frames, ops, protocol, selectors, services
 from .errors import ServiceError
 from .forms import ComposeForm
 from .models import Notification
@@ -62,7 +62,7 @@ def safe_url(url: str) -> str:
 
 def item(n: Notification) -> dict[str, Any]:
     """A notification as the dashboard shows it: the protocol frame, plus its safe link."""
-    frame = selectors.frame_dict(n, n.topic.slug if n.topic else None)
+    frame = frames.notification_frame(n, n.topic.slug if n.topic else None)
     frame["link"] = safe_url(n.url)
     return frame
 

@@ -129,7 +129,7 @@ if REDIS_URL:
                 "capacity": env_int("CHANNEL_CAPACITY", 5000),
                 "expiry": 60,
                 # Every server process re-joins the nodes group each minute
-                # (events.GROUP_REFRESH_SECONDS); one that died is dropped from it
+                # (hub.GROUP_REFRESH_SECONDS); one that died is dropped from it
                 # after this, instead of a day of every push copied to its channel.
                 "group_expiry": 300,
                 "prefix": os.environ.get("CHANNEL_PREFIX", "asgi"),

@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
-from notifications import auth, events, protocol, selectors, services
+from notifications import auth, hub, protocol, push, selectors, services
 from notifications.models import ApiToken, Notification, Topic
 from project.asgi import application
 
@@ -26,7 +26,7 @@ TIMEOUT = 5
 @pytest.fixture(autouse=True)
 async def stop_hub() -> AsyncIterator[None]:
     yield
-    await events.hub().stop()
+    await hub.hub().stop()
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ async def test_resume_brings_read_state_in_step_after_being_away(user: Any) -> N
 async def test_dropped_push_is_replayed_by_the_server_on_a_gap(user: Any, monkeypatch: Any) -> None:
     ws, _ = await welcome(user)
     with monkeypatch.context() as m:
-        m.setattr(events, "_send", lambda message: None)  # the channel layer loses seq 1's push
+        m.setattr(push, "_send", lambda message: None)  # the channel layer loses seq 1's push
         await notify(user, "lost push")
     await notify(user, "next")
     frames = await frames_until(ws, "synced")
@@ -236,7 +236,7 @@ async def test_heartbeat_carries_head_and_repairs_a_dropped_push(user: Any, fast
     ws, _ = await welcome(user)
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0, "unread": 0}
     with monkeypatch.context() as m:
-        m.setattr(events, "_send", lambda message: None)
+        m.setattr(push, "_send", lambda message: None)
         await notify(user, "only the database knows")
     frames = await frames_until(ws, "synced")
     assert [f.get("title") for f in frames if f["type"] == "notification"] == ["only the database knows"]
@@ -281,10 +281,10 @@ async def test_pushes_that_queued_up_reach_a_batch_client_in_one_frame(user: Any
     plain, _ = await welcome(user)
     pushes: list[dict[str, Any]] = []
     with monkeypatch.context() as m:
-        m.setattr(events, "_send", pushes.append)
+        m.setattr(push, "_send", pushes.append)
         await notify(user, "one")
         await notify(user, "two")
-    await events.hub().dispatch(pushes)  # what the hub takes together when both arrived while it was busy
+    await hub.hub().dispatch(pushes)  # what the hub takes together when both arrived while it was busy
     frame = await batching.receive_json_from(timeout=TIMEOUT)
     assert frame["type"] == "batch" and [(n["seq"], n["title"]) for n in frame["frames"]] == [(1, "one"), (2, "two")]
     assert [(await plain.receive_json_from(timeout=TIMEOUT))["title"] for _ in range(2)] == ["one", "two"]
@@ -315,29 +315,29 @@ class FakeListener:
 
 
 async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> None:
-    hub = events.hub()
+    node = hub.hub()
     broken, fine = FakeListener(1, fails=True), FakeListener(2)
-    hub.listeners[1].add(broken)
-    hub.listeners[2].add(fine)
-    await hub.dispatch([{"type": "node.deliver", "items": [[1, 1, "a"], [2, 1, "b"]]}])
+    node.listeners[1].add(broken)
+    node.listeners[2].add(fine)
+    await node.dispatch([{"type": "node.deliver", "items": [[1, 1, "a"], [2, 1, "b"]]}])
     assert fine.got == [[(1, "b")]]
-    hub.detach(broken)
-    hub.detach(fine)
+    node.detach(broken)
+    node.detach(fine)
 
 
 async def test_pushes_that_come_in_a_burst_share_a_round() -> None:
-    hub = events.hub()
+    node = hub.hub()
     listener = FakeListener(7)
-    await hub.attach(listener)  # the hub reads the real channel layer
+    await node.attach(listener)  # the hub reads the real channel layer
     for seq in (1, 2, 3):
-        await get_channel_layer().group_send(events.NODES_GROUP, {"type": "node.deliver", "items": [[7, seq, f"n{seq}"]]})
+        await get_channel_layer().group_send(push.NODES_GROUP, {"type": "node.deliver", "items": [[7, seq, f"n{seq}"]]})
     while sum(map(len, listener.got)) < 3:
         await asyncio.wait_for(listener.pushed.wait(), TIMEOUT)
         listener.pushed.clear()
     assert [item for call in listener.got for item in call] == [(1, "n1"), (2, "n2"), (3, "n3")]
     # A round starts at most every COALESCE_SECONDS: what comes meanwhile waits and goes together (one frame).
     assert len(listener.got) < 3
-    hub.detach(listener)
+    node.detach(listener)
 
 
 # --- client frames ------------------------------------------------------------------
@@ -473,12 +473,12 @@ async def test_flooding_client_is_closed_4429(user: Any, settings: Any) -> None:
 
 
 async def test_hub_rejoins_its_group_when_membership_would_expire(user: Any, fast: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(events, "GROUP_REFRESH_SECONDS", 0)
+    monkeypatch.setattr(hub, "GROUP_REFRESH_SECONDS", 0)
     ws, _ = await welcome(user)
-    hub = events.hub()
-    first = hub.joined_at
+    node = hub.hub()
+    first = node.joined_at
     await ws.receive_json_from(timeout=TIMEOUT)  # a heartbeat: the refresh ran before it
-    assert hub.joined_at > first
+    assert node.joined_at > first
     await ws.disconnect()
 
 

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
-from notifications import auth, events
+from notifications import auth, hub
 from project.asgi import application
 
 pytestmark = [
@@ -34,6 +34,6 @@ async def test_sockets_give_their_database_connections_back(user: Any) -> None:
             assert (await ws.receive_json_from(timeout=5))["type"] == "welcome"
             await ws.disconnect()
     finally:
-        await events.hub().stop()
+        await hub.hub().stop()
     # Before the fix every authentication and welcome kept its connection: the pool ran dry after a few sockets.
     assert checked_out(pool) == before

@@ -6,12 +6,11 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from notifications import events, selectors, services
+from notifications import push, selectors, services, storage
 from notifications.errors import NotFound, ServiceError
 from notifications.models import Notification, Subscription, Topic, UserStream
 
@@ -120,8 +119,8 @@ def test_stored_rows_say_what_was_published_whichever_columns_vary(
         services.Content(title="", data={"n": 2**53}),
     ]  # fmt: skip
     keys = [None, "key-1", None]
-    pushed: list[services.NewRow] = []
-    monkeypatch.setattr(events, "notifications_created", lambda rows, **_: pushed.extend(rows))
+    pushed: list[storage.NewRow] = []
+    monkeypatch.setattr(push, "notifications_created", lambda rows, **_: pushed.extend(rows))
     with django_capture_on_commit_callbacks(execute=True):
         services.publish_many([services.PublishRequest([a.id, b.id], c, k) for c, k in zip(contents, keys, strict=True)])
     # What is pushed live is what a replay will read back.
@@ -134,41 +133,6 @@ def test_stored_rows_say_what_was_published_whichever_columns_vary(
             sent = (c.title, c.body, c.kind, c.level, c.url, c.data, c.expires_at, c.topic_id, c.actor_id, key, None)
             stored = (row.title, row.body, row.kind, row.level, row.url, row.data, row.expires_at, row.topic_id, row.actor_id)
             assert (*stored, row.idempotency_key, row.read_at) == sent
-
-
-def test_replay_frames_built_by_the_database_are_the_live_frames(user: Any) -> None:
-    """The PostgreSQL replay builds frames in SQL; they must say exactly what the ORM path (and a live push) says."""
-    topic = Topic.objects.create(slug="deploys", title="Deploys")
-    services.publish_many(
-        [
-            services.PublishRequest([user.id], services.Content(title="plain")),
-            services.PublishRequest(
-                [user.id],
-                services.Content(
-                    title='quote " and \\ and ünïcode ✓',
-                    body="line\nbreak",
-                    kind="deploy",
-                    level="error",
-                    url="/x?a=1&b=2",
-                    data={"nested": {"list": [1, 2.5, None, True]}, "text": "é"},
-                    topic_id=topic.id,
-                ),
-            ),
-            services.PublishRequest([user.id], services.Content(title="expired", expires_at=timezone.now() + timedelta(seconds=1))),
-            services.PublishRequest([user.id], services.Content(title="read later")),
-        ]
-    )
-    Notification.objects.filter(recipient=user, seq=1).update(created_at=timezone.now().replace(microsecond=0))
-    Notification.objects.filter(recipient=user, seq=3).update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.mark_read(user_id=user.id, ids=list(Notification.objects.filter(recipient=user, seq=4).values_list("id", flat=True)))
-
-    built = selectors._replay_frames(user.id, 0, 4, 10)
-    portable = selectors._replay_frames_portable(user.id, 0, 4, 10)
-    assert [seq for seq, _ in built] == [seq for seq, _ in portable] == [1, 2, 4]
-    assert [orjson.loads(f) for _, f in built] == [orjson.loads(f) for _, f in portable]
-    assert "." not in orjson.loads(built[0][1])["created_at"]  # whole seconds: no fraction, as orjson writes them
-    assert orjson.loads(built[2][1])["read"] is True and orjson.loads(built[1][1])["topic"] == "deploys"
-    assert selectors._replay_frames(user.id, 0, 4, 2) == built[:2]
 
 
 def test_replay_pages_and_reset(user: Any) -> None:

@@ -19,33 +19,17 @@ from typing import Any, cast
 from django.contrib.admin import ShowFacets
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
-from django.db import connections
-from django.db.models import Count, IntegerField, Max, Min, Model, QuerySet, Subquery
+from django.db.models import Count, IntegerField, Max, Min, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.text import capfirst
 
+from .. import storage
+
 ESTIMATE_ABOVE = 100_000  # below this an exact COUNT(*) is cheap enough to be worth it
 COUNT_AT_LEAST = 10_000  # a filtered list counts at least this far...
 PAGES_AHEAD = 10  # ...or this many pages past the one shown
-
-
-def estimated_rows(model: type[Model], using: str = "default") -> int | None:
-    """The planner's row estimate for the model's table (and its partitions), or None where there is none."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT SUM(GREATEST(c.reltuples, 0))::bigint, BOOL_OR(c.reltuples >= 0) FROM pg_class c "
-            "WHERE c.oid = %s::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
-            [model._meta.db_table, model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    if row is None or not row[1]:
-        return None  # never analyzed
-    return int(row[0])
 
 
 class CheapCountPaginator(Paginator):
@@ -61,7 +45,7 @@ class CheapCountPaginator(Paginator):
     def count(self) -> int:
         queryset = cast("QuerySet[Any]", self.object_list)
         if not queryset.query.where:
-            estimate = estimated_rows(queryset.model, queryset.db)
+            estimate = storage.backend(queryset.db).estimated_rows(queryset.model)
             if estimate is not None and estimate >= ESTIMATE_ABOVE:
                 self.count_kind = "estimate"
                 return estimate

@@ -1,10 +1,9 @@
-"""The only module that touches the channel layer: pushes out, and each process's hub in.
+"""Each server process's hub: receives pushes from the channel layer and fans them out to its sockets.
 
-One push per publish, not one per socket: every server process keeps one
-channel in the NODES group and fans each push out in process to the sockets
-of the recipients it holds (docs/decisions/0001-node-fanout.md). Pushes are
-signals; if one is dropped (capacity, expiry, Redis restart) the heartbeat's
-head_seq check replays from the database.
+One hub per event loop (per server process; one per test loop). It keeps one
+channel in push.NODES_GROUP for its life, batches the acks of all its sockets
+into one write, and beats for all of them: one query for every local user's
+head, one check of every credential.
 """
 
 from __future__ import annotations
@@ -16,70 +15,23 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import auth, conf, presence, protocol
-from .models import Notification, Topic
-
-if TYPE_CHECKING:
-    from . import services
+from . import auth, conf, presence, push, selectors, services
 
 log = logging.getLogger(__name__)
 
-NODES_GROUP = "notifications.nodes"
 ACK_FLUSH_SECONDS = 0.05  # acks wait at most this long to be written, together
-CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
 GROUP_REFRESH_SECONDS = 60  # re-join the group this often: settings' group_expiry (300 s) forgets dead nodes
 READ_AHEAD = 100  # channel-layer messages the hub reads ahead while it is busy sending
 YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading and inbound frames go on
-# Rounds of sends start at most this often. A push that comes sooner waits, at most this long,
-# and shares its frames with those that come meanwhile: in a burst a frame (the server's and
-# the client's main cost per delivery) carries several notifications (docs/decisions/0006-coalescing.md).
+# Rounds of sends start at most this often: in a burst, pushes that arrive
+# meanwhile share one `batch` frame per socket (docs/decisions/0006-coalescing.md).
 COALESCE_SECONDS = 0.1
-
-
-# --- out: called from services, after commit ---------------------------------
-
-
-def notifications_created(rows: Sequence[Notification | services.NewRow], *, redelivery: bool = False) -> None:
-    if not rows:
-        return
-    from .selectors import frame_dict
-
-    slugs = _topic_slugs({n.topic_id for n in rows if n.topic_id})
-    items = [[n.recipient_id, n.seq, protocol.encode(frame_dict(n, slugs.get(n.topic_id) if n.topic_id else None))] for n in rows]
-    for start in range(0, len(items), CHUNK):
-        _send({"type": "node.deliver", "items": items[start : start + CHUNK], "redelivery": redelivery})
-
-
-def read_changed(user_id: int, result: services.ReadResult) -> None:
-    frame = protocol.read_event(ids=result.changed_ids, up_to_seq=result.up_to_seq, unread=result.unread, head_seq=result.head_seq)
-    _send({"type": "node.user_event", "user": user_id, "frame": frame})
-
-
-def unread_changed(user_id: int, result: services.ReadResult) -> None:
-    frame = protocol.unread_event(ids=result.changed_ids, unread=result.unread, head_seq=result.head_seq)
-    _send({"type": "node.user_event", "user": user_id, "frame": frame})
-
-
-def _topic_slugs(topic_ids: set[int]) -> dict[int, str]:
-    return dict(Topic.objects.filter(id__in=topic_ids).values_list("id", "slug")) if topic_ids else {}
-
-
-def _send(message: dict[str, Any]) -> None:
-    """Never raises: the rows are committed, and a lost push is recovered by heartbeat and resume."""
-    try:
-        async_to_sync(get_channel_layer().group_send)(NODES_GROUP, message)
-    except Exception:
-        log.exception("push through the channel layer failed; clients will catch up on heartbeat")
-
-
-# --- in: one hub per event loop (per server process) ---------------------------
 
 
 class Listener(Protocol):
@@ -147,8 +99,6 @@ class Hub:
         return self._ack_flush
 
     async def _flush_acks(self) -> None:
-        from . import services
-
         await asyncio.sleep(ACK_FLUSH_SECONDS)
         # One write at a time: acks that come in meanwhile wait, and go in the next one together.
         async with self._ack_writing:
@@ -194,7 +144,7 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
 
     async def _join(self) -> None:
-        await get_channel_layer().group_add(NODES_GROUP, self.channel)
+        await get_channel_layer().group_add(push.NODES_GROUP, self.channel)
         self.joined_at = time.monotonic()
 
     async def _dispatch_loop(self) -> None:
@@ -219,7 +169,7 @@ class Hub:
         """Deliver messages in order; a run of deliveries reaches each socket as one call with all its items."""
         sends = 0
         for (kind, redelivery), run in itertools.groupby(messages, key=lambda m: (m.get("type"), bool(m.get("redelivery")))):
-            if kind == "node.deliver":
+            if kind == push.DELIVER:
                 by_user: dict[int, list[tuple[int, str]]] = defaultdict(list)
                 for message in run:
                     for user_id, seq, text in message["items"]:
@@ -238,7 +188,7 @@ class Hub:
                     sends += 1
                     if sends % YIELD_EVERY == 0:
                         await asyncio.sleep(0)
-            elif kind == "node.user_event":
+            elif kind == push.USER_EVENT:
                 for message in run:
                     for listener in tuple(self.listeners.get(message["user"], ())):
                         await listener.push_event(message["frame"])
@@ -297,9 +247,7 @@ class Hub:
 def _heartbeat_state(
     user_ids: list[int], credentials: Iterable[tuple[str, str]]
 ) -> tuple[dict[int, tuple[int, int]], set[tuple[str, str]]]:
-    from .selectors import heads
-
-    return heads(user_ids), auth.invalid_credentials(credentials)
+    return selectors.heads(user_ids), auth.invalid_credentials(credentials)
 
 
 def _raise_if_cancelled() -> None:
