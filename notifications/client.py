@@ -297,6 +297,8 @@ class Listener:
         self._backoff_max = backoff_max
         self._open_timeout = open_timeout
         self._queue: asyncio.Queue[Notification | None] = asyncio.Queue(queue_size)  # None wakes a waiting reader
+        self._ahead: dict[int, dict[str, Any]] = {}  # frames past a gap, held until the server says what came before them
+        self._last_seen: int | None = None  # the last seq received, held or not
         self._error: BaseException | None = None
         self._taken = since or 0  # highest seq handed to the caller: what we ack
         self._acked = self._taken
@@ -424,6 +426,7 @@ class Listener:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._replaying = self.cursor is not None  # with ?since= the server replays right after welcome
+        self._ahead.clear()  # the new socket's replay brings them again, in order
         self._acked = min(self._acked, self._taken)
         acker = asyncio.create_task(self._ack_loop(ws))
         try:
@@ -455,10 +458,13 @@ class Listener:
         elif kind == "synced":
             self.head_seq = max(self.head_seq, int(frame["head_seq"]))
             if frame.get("more"):
+                # A page ends at the last seq it carried; ask again from there.
+                if self._last_seen is not None:
+                    await self._settle_up_to(self._last_seen)
                 await self._resume()
             else:
-                # Everything up to head_seq has been sent (seqs not sent had expired).
-                self.cursor = max(self.cursor or 0, int(frame["head_seq"]))
+                # Everything up to head_seq has been sent: seqs the replay skipped had expired.
+                await self._settle_up_to(int(frame["head_seq"]))
                 self._replaying = False
                 self._set_state("live")
         elif kind == "heartbeat":
@@ -472,16 +478,38 @@ class Listener:
         self._emit(frame)
 
     async def _notification(self, frame: dict[str, Any]) -> None:
+        # The gap rule of docs/protocol.md ("Order and gaps"), as client.js keeps it.
         seq = int(frame["seq"])
-        if seq <= (self.cursor or 0):
-            return  # a duplicate: replays and live pushes may overlap
-        # A socket carries a user's seqs in order: the server sends a live push only when it
-        # extends what the socket has, and fills anything else from the database. A seq skipped
-        # here had expired. (Dropping it as a "gap" would race the server's own catch-up and
-        # lose what that replay already sent.) Lost pushes show up in the heartbeat's head_seq.
-        self.cursor = seq
+        self._last_seen = seq
         self.head_seq = max(self.head_seq, seq)
+        if self.cursor is not None and (seq <= self.cursor or seq in self._ahead):
+            return  # a duplicate: replays and live pushes may overlap
+        if self.cursor is None or seq == self.cursor + 1:
+            await self._accept(frame)
+            await self._drain()
+            return
+        # A gap: hold this one and replay from the cursor. The replay fills the gap;
+        # a seq it skips has expired, and `synced` says so by passing it.
+        self._ahead[seq] = frame
+        if not self._replaying:
+            await self._resume()
+
+    async def _accept(self, frame: dict[str, Any]) -> None:
+        self.cursor = int(frame["seq"])
         await self._queue.put(Notification.from_dict(frame))
+
+    async def _drain(self) -> None:
+        while self.cursor is not None and self.cursor + 1 in self._ahead:
+            await self._accept(self._ahead.pop(self.cursor + 1))
+
+    async def _settle_up_to(self, seq: int) -> None:
+        """The server has sent everything up to `seq` on this socket: what is held below it can go out."""
+        for held in sorted(s for s in self._ahead if s <= seq):
+            frame = self._ahead.pop(held)
+            if held > (self.cursor or 0):
+                await self._accept(frame)
+        self.cursor = max(self.cursor or 0, seq)
+        await self._drain()
 
     async def _resume(self) -> None:
         self._replaying = True
@@ -503,6 +531,7 @@ class Listener:
                     break
                 since = page.next_since
         self.cursor = max(self.cursor or 0, head) if frame.get("reason") == "retention" else head
+        self._ahead.clear()
         self._replaying = False
         await self._resume()  # tells the server where this socket stands now
 

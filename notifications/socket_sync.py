@@ -48,18 +48,19 @@ class SocketSync:
 
     def on_push(self, items: list[tuple[int, str]], *, redelivery: bool = False) -> PushPlan:
         """(seq, frame) pushed for this user by one round of the hub, in any order, maybe repeated."""
-        if redelivery:
-            # The operator's redeliver: sent as it is; clients drop what they hold by seq.
-            return PushPlan(send=[text for _, text in items])
+        # The operator's redeliver sends again what this socket was sent (clients drop
+        # what they hold by seq); a redelivered seq it was not sent yet takes the usual way,
+        # so the socket's seqs still never run ahead of a gap.
+        again = [text for seq, text in items if seq <= self.sent_seq] if redelivery else []
         fresh = sorted({seq: text for seq, text in items if seq > self.sent_seq}.items())
         if not fresh:
-            return PushPlan()
+            return PushPlan(send=again)
         in_order = all(seq == self.sent_seq + i for i, (seq, _) in enumerate(fresh, 1))
         if not self.live or self.replaying or not in_order:
             self.pending_max = max(self.pending_max, fresh[-1][0])
-            return PushPlan(catch_up=self.live and not self.replaying)
+            return PushPlan(send=again, catch_up=self.live and not self.replaying)
         self.sent_seq = fresh[-1][0]
-        return PushPlan(send=[text for _, text in fresh], too_slow=self.sent_seq - self.acked_seq > self.buffer_frames)
+        return PushPlan(send=again + [text for _, text in fresh], too_slow=self.sent_seq - self.acked_seq > self.buffer_frames)
 
     def on_heartbeat(self, head_seq: int, unread: int) -> HeartbeatPlan:
         # A seq that was the head one heartbeat ago and still has not been sent

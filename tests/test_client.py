@@ -30,14 +30,9 @@ from notifications.models import Notification as Row
 from notifications.models import UserStream
 from tests.conftest import ROOT, DaphneServer, database_url
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
 TIMEOUT = 20.0
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -336,11 +331,14 @@ async def test_client_dedups_pages_follows_heartbeats_and_acks_cumulatively(scri
         await ws.send(note(4))
         await ws.send(json.dumps({"type": "synced", "head_seq": 4, "replayed": 1, "more": False}))
         await ws.send(note(4))  # duplicate: dropped
-        await ws.send(note(6))  # 5 had expired: a socket's seqs come in order, holes are expiries
+        await ws.send(note(6))  # a gap: held, and the client asks for what comes after 4
+        assert (await s.expect("resume"))["since"] == 4
+        await ws.send(note(6))  # 5 had expired: the replay skips it, and repeats the held 6
+        await ws.send(json.dumps({"type": "synced", "head_seq": 6, "replayed": 1, "more": False}))
         await ws.send(json.dumps({"type": "heartbeat", "head_seq": 8, "unread": 3}))  # behind: resume
         assert (await s.expect("resume"))["since"] == 6
         await ws.send(note(6))  # the replay overlaps what it has: dropped
-        await ws.send(note(8))
+        await ws.send(note(8))  # 7 had expired too: held until synced passes it
         await ws.send(json.dumps({"type": "synced", "head_seq": 8, "replayed": 2, "more": False}))
         await ws.wait_closed()
 

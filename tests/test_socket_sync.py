@@ -109,7 +109,9 @@ def test_heartbeat_repairs_a_dropped_head_and_names_only_what_was_sent() -> None
     assert not steady.catch_up and (steady.head_seq, steady.unread) == (2, 1)
 
 
-def test_redelivery_is_sent_as_it_is_and_moves_nothing() -> None:
+def test_redelivery_sends_again_what_was_sent_and_never_runs_ahead() -> None:
     sync = live_at(5)
     assert sync.on_push(pushes(2, 3), redelivery=True).send == ["n2", "n3"]
     assert sync.sent_seq == 5
+    plan = sync.on_push(pushes(4, 7), redelivery=True)  # 7 was never sent here, and 6 is missing
+    assert plan.send == ["n4"] and plan.catch_up and sync.sent_seq == 5
