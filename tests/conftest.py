@@ -60,6 +60,16 @@ def user(make_user: Any) -> Any:
     return make_user("alice")
 
 
+@pytest.fixture
+def fast_passwords(settings: Any) -> None:
+    """make_user hashes a password; PBKDF2 would dominate a test module of many users.
+
+    Opt in with `usefixtures`: not autouse, because a daphne process checks passwords
+    with the default hashers, so a browser test's login would fail.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,10 +28,7 @@ CHANGELIST = "admin:notifications_notification_changelist"
 COMPOSE = "admin:notifications_notification_compose"
 FRAME_TIMEOUT = 10.0
 
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def publish(user_ids: list[int], title: str = "hello", **extra: Any) -> list[int]:
