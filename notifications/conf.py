@@ -17,6 +17,11 @@ class NotificationSettings:
     ticket_seconds: int
 
 
+def redis_url() -> str:
+    """settings.REDIS_URL, or "" on the embedded default (no Redis)."""
+    return str(getattr(settings, "REDIS_URL", ""))
+
+
 def get() -> NotificationSettings:
     raw = getattr(settings, "NOTIFICATIONS", {})
     return NotificationSettings(

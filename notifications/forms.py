@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 
-from . import services
+from . import selectors, services
 from .models import Level, Topic
+from .rules import MAX_URL, UnsafeUrl, safe_url
 
 
 class ComposeForm(forms.Form):
@@ -19,14 +19,14 @@ class ComposeForm(forms.Form):
     topic = forms.ModelChoiceField(queryset=Topic.objects.order_by("slug"), required=False, to_field_name="slug")
     title = forms.CharField(max_length=200)
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=4000)
-    url = forms.CharField(required=False, max_length=2000, help_text="http(s) URL or a path starting with /")
+    url = forms.CharField(required=False, max_length=MAX_URL, help_text="http(s) URL or a path starting with a single /")
     level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
 
     def clean_url(self) -> str:
-        url: str = self.cleaned_data.get("url", "").strip()
-        if url and not (url.startswith(("http://", "https://")) or (url.startswith("/") and not url.startswith("//"))):
-            raise forms.ValidationError("Only http(s) URLs or relative paths starting with / are allowed.")
-        return url
+        try:
+            return safe_url(self.cleaned_data.get("url", ""))
+        except UnsafeUrl as e:
+            raise forms.ValidationError(f"Only http(s) URLs or paths starting with a single / are allowed: this one {e}.") from e
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -36,7 +36,7 @@ class ComposeForm(forms.Form):
             if not names:
                 self.add_error("usernames", "Name at least one user.")
             else:
-                found = dict(get_user_model().objects.filter(username__in=names, is_active=True).values_list("username", "id"))
+                found = selectors.active_user_ids(names)
                 missing = [n for n in names if n not in found]
                 if missing:
                     self.add_error("usernames", f"No such user: {', '.join(missing)}")

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from .conf import redis_url
+
 REPORT_SECONDS = 5.0
 HASH_KEY = "notifications:presence"
 NODE_ID = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -28,10 +30,6 @@ class NodeReport:
     connections: int
     pushes_sent: int
     users: dict[int, int] = field(default_factory=dict)
-
-
-def _redis_url() -> str:
-    return str(getattr(settings, "REDIS_URL", ""))
 
 
 def _key() -> str:
@@ -61,11 +59,11 @@ async def withdraw(node: str, client: Any) -> None:
 
 
 def async_client() -> Any:
-    if not _redis_url():
+    if not redis_url():
         return None
     import redis.asyncio
 
-    return redis.asyncio.from_url(_redis_url())
+    return redis.asyncio.from_url(redis_url())
 
 
 _local: dict[str, NodeReport] = {}
@@ -74,14 +72,14 @@ _local: dict[str, NodeReport] = {}
 def reports() -> list[NodeReport]:
     """Live reports of every node (this process's own included)."""
     now = time.time()
-    if not _redis_url():
+    if not redis_url():
         raw_items: list[tuple[str, dict[str, Any]]] = [
             (r.node, {"at": r.at, "connections": r.connections, "pushes_sent": r.pushes_sent, "users": r.users}) for r in _local.values()
         ]
     else:
         import redis
 
-        with redis.from_url(_redis_url()) as client:
+        with redis.from_url(redis_url()) as client:
             raw = client.hgetall(_key())
         raw_items = [(k.decode(), orjson.loads(v)) for k, v in raw.items()]
     out = []

@@ -2,38 +2,41 @@
 
 Strings are checked for what PostgreSQL and JSON cannot carry (NUL, lone
 surrogates); `data` is bounded in size and depth and holds only JSON that
-round-trips (finite floats, 64-bit integers); `url` is http(s) or a path.
+round-trips (finite numbers within 64 bits); `url` follows rules.safe_url.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import orjson
 from ninja import Schema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from .rules import MAX_READ_IDS, MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
+
 MAX_TITLE = 200
 MAX_BODY = 4000
-MAX_URL = 2000
 MAX_DATA_BYTES = 8 * 1024
 MAX_DATA_DEPTH = 8
 MAX_USERS = 1000
 MAX_BATCH = 1000
 MAX_BATCH_RECIPIENTS = 10_000
-MAX_READ_IDS = 1000
 MAX_INBOX_PAGE = 200
-MAX_ID = 2**62
 MAX_IDEMPOTENCY_KEY = 128
 
-SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
 KIND_PATTERN = r"^[-a-zA-Z0-9_.:]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"  # visible ASCII, as in HTTP tokens
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\\s]")
+
+
+def fits_64_bits(number: float) -> bool:
+    """What a JSON number in `data` may be: jsonb keeps more, but orjson (every frame) does not.
+
+    Floats too: jsonb gives 1e30 back as the integer 1000…000, past 64 bits.
+    """
+    return -(2**63) <= number < 2**63
 
 
 def _storable(value: str) -> str:
@@ -53,22 +56,6 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _safe_url(value: str) -> str:
-    """Only http(s) URLs with a host, or a path starting with one `/`: no javascript:, no `//evil`."""
-    if not value:
-        return value
-    if _CONTROL.search(value):
-        raise ValueError("must not contain spaces, control characters or backslashes")
-    if value.startswith("/"):
-        if value.startswith("//"):
-            raise ValueError("a relative URL must start with a single '/'")
-        return value
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
-        raise ValueError("must be an http(s) URL or a path starting with '/'")
-    return value
-
-
 def _json_value(value: Any, depth: int) -> None:
     if depth > MAX_DATA_DEPTH:
         raise ValueError(f"must be nested at most {MAX_DATA_DEPTH} levels deep")
@@ -77,11 +64,11 @@ def _json_value(value: Any, depth: int) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
+        if not fits_64_bits(value):
             raise ValueError("integers must fit in 64 bits")
     elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite")
+        if not math.isfinite(value) or not fits_64_bits(value):
+            raise ValueError("numbers must be finite and between -2**63 and 2**63")
     elif isinstance(value, list):
         for item in value:
             _json_value(item, depth + 1)
@@ -116,13 +103,14 @@ def _future(value: datetime | None) -> datetime | None:
 Text = Annotated[str, AfterValidator(_storable)]
 Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), AfterValidator(_storable), AfterValidator(_not_blank)]
 Body = Annotated[str, Field(max_length=MAX_BODY), AfterValidator(_storable)]
-Url = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_safe_url)]
+Url = Annotated[str, Field(max_length=MAX_URL), AfterValidator(safe_url)]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
-Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]  # strict: `true` is not user 1
-Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_SEQ)]  # strict: `true` is not user 1
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_storable)]
 Data = Annotated[dict[str, Any], AfterValidator(_bounded_data)]
+Expiry = Annotated[datetime | None, AfterValidator(_future)]
 Level = Literal["info", "success", "warning", "error"]
 
 
@@ -158,13 +146,12 @@ class PublishIn(Strict):
     data: Data = Field(default_factory=dict, description=f"Any JSON object, at most {MAX_DATA_BYTES} bytes.")
     url: Url = Field(default="", description="An http(s) URL or a path starting with '/'.")
     level: Level = "info"
-    expires_at: datetime | None = Field(default=None, description="After this instant the notification is neither listed nor replayed.")
+    expires_at: Expiry = Field(default=None, description="After this instant the notification is neither listed nor replayed.")
 
     @model_validator(mode="after")
     def _one_audience(self) -> PublishIn:
         if bool(self.users) == bool(self.topic):
             raise ValueError("name either 'users' or a 'topic'")
-        self.expires_at = _future(self.expires_at)
         return self
 
 
@@ -208,6 +195,9 @@ class ErrorOut(Schema):
     code: str
     message: str
     fields: dict[str, str] = Field(default_factory=dict, description="Field path -> what is wrong with it.")
+
+
+ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}  # every operation's error answers, for OpenAPI
 
 
 # The publish answers are built from plain values, so they are plain pydantic too (see Strict).

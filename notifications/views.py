@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import frames, ops, protocol, selectors, services
+from . import frames, ops, protocol, rules, selectors, services
 from .errors import ServiceError
 from .forms import ComposeForm
 from .models import Notification
@@ -52,18 +52,10 @@ def _uid(request: HttpRequest) -> int:
     return int(pk)
 
 
-def safe_url(url: str) -> str:
-    """The url if it is http(s) or a same-site path, else "" (never javascript:, data:, //host)."""
-    url = url.strip()
-    if url.startswith(("http://", "https://")) or (url.startswith("/") and not url.startswith("//") and "\\" not in url):
-        return url
-    return ""
-
-
 def item(n: Notification) -> dict[str, Any]:
     """A notification as the dashboard shows it: the protocol frame, plus its safe link."""
     frame = frames.notification_frame(n, n.topic.slug if n.topic else None)
-    frame["link"] = safe_url(n.url)
+    frame["link"] = rules.link(n.url)
     return frame
 
 
@@ -87,7 +79,7 @@ def _page(request: HttpRequest, template: str, page: str, context: dict[str, Any
 
 def _filters(request: HttpRequest) -> tuple[str | None, bool]:
     topic = request.GET.get("topic") or None
-    if topic is not None and not protocol.SLUG_RE.match(topic):
+    if topic is not None and not rules.is_slug(topic):
         topic = None
     return topic, request.GET.get("unread") in {"1", "true", "on"}
 

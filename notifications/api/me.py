@@ -10,10 +10,10 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from .. import auth, conf, selectors, services
 from ..errors import NotFound
 from ..models import Notification, Subscription
+from ..rules import SLUG_PATTERN
 from ..schemas import (
+    ERRORS,
     MAX_INBOX_PAGE,
-    SLUG_PATTERN,
-    ErrorOut,
     InboxOut,
     NotificationOut,
     ReadIn,
@@ -29,8 +29,6 @@ from ..schemas import (
 from .security import caller
 
 router = Router(tags=["me"])  # auth: the API default, READ
-
-ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}
 
 
 class InboxQuery(Schema):

@@ -18,12 +18,11 @@ from ninja import Header, Router
 
 from .. import selectors, services
 from ..errors import NotFound
-from ..schemas import IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, ErrorOut, PublishIn, PublishOut
+from ..schemas import ERRORS, IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, PublishIn, PublishOut
 from .security import PUBLISH, Caller, caller
 
 router = Router(tags=["publish"])
 
-ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -57,10 +56,10 @@ def publish_batch(request: HttpRequest, payload: BatchIn, idempotency_key: Idemp
 def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | None], *, batch: bool) -> list[services.PublishRequest]:
     """Resolve usernames and topics for all items first: an unknown one fails the whole request, before any write."""
     usernames = sorted({u for item in items for u in item.users if isinstance(u, str)})
-    user_ids = selectors.user_ids_by_username(usernames) if usernames else {}
+    user_ids = selectors.active_user_ids(usernames) if usernames else {}
     topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
     requests = []
-    audiences: dict[str, Sequence[int]] = {}  # a topic's subscribers, read once per request
+    by_topic: dict[str, services.PublishRequest] = {}  # a topic's subscribers are read once per request
     actor_id = who.user_id
     for index, item in enumerate(items):
         where = f"notifications.{index}." if batch else ""
@@ -74,10 +73,11 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
             expires_at=item.expires_at, actor_id=actor_id,
         )  # fmt: skip
         if item.topic:
-            topic = topics[item.topic]
-            if topic.slug not in audiences:
-                audiences[topic.slug] = services.topic_request(topic=topic, content=content).recipient_ids
-            requests.append(services.PublishRequest(audiences[topic.slug], replace(content, topic_id=topic.id), keys[index]))
+            if item.topic not in by_topic:
+                by_topic[item.topic] = services.topic_request(topic=topics[item.topic], content=content)
+            first = by_topic[item.topic]
+            topic_content = replace(content, topic_id=first.content.topic_id)
+            requests.append(replace(first, content=topic_content, idempotency_key=keys[index]))
         else:
             ids = [user_ids[u] if isinstance(u, str) else u for u in item.users]
             requests.append(services.PublishRequest(ids, content, keys[index]))

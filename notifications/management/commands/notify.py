@@ -1,12 +1,12 @@
 import json
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from notifications import services
+from notifications import selectors, services
 from notifications.errors import ServiceError
 from notifications.models import Topic
+from notifications.rules import UnsafeUrl, safe_url
 
 
 class Command(BaseCommand):
@@ -28,13 +28,17 @@ class Command(BaseCommand):
             raise CommandError(f"--data is not JSON: {e}") from e
         if not isinstance(data, dict):
             raise CommandError("--data must be a JSON object")
+        try:
+            url = safe_url(options["url"])
+        except UnsafeUrl as e:
+            raise CommandError(f"--url {e}") from e
         topic = None
         if options["topic"]:
             topic = Topic.objects.filter(slug=options["topic"]).first()
             if topic is None:
                 raise CommandError(f"no topic {options['topic']!r}")
         content = services.Content(
-            title=options["title"], body=options["body"], data=data, url=options["url"], level=options["level"],
+            title=options["title"], body=options["body"], data=data, url=url, level=options["level"],
             topic_id=topic.id if topic else None,
         )  # fmt: skip
         try:
@@ -50,8 +54,8 @@ class Command(BaseCommand):
             self.stdout.write(f"user {d.recipient_id} seq {d.seq} id {d.id}")
 
     def _user_ids(self, usernames: list[str]) -> list[int]:
-        found = dict(get_user_model().objects.filter(username__in=usernames).values_list("username", "id"))
+        found = selectors.active_user_ids(usernames)
         missing = [u for u in usernames if u not in found]
         if missing:
-            raise CommandError(f"no such user: {', '.join(missing)}")
+            raise CommandError(f"no such active user: {', '.join(missing)}")
         return [found[u] for u in usernames]
