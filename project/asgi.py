@@ -10,15 +10,33 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousFileOperation  # noqa: E402
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse  # noqa: E402
 
 from notifications.auth import WebsocketAuthMiddleware  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
+
+
+class StaticFiles(ASGIStaticFilesHandler):
+    """Django's static handler, but a path out of the static roots is a 404.
+
+    A raw `/static/../project/settings.py` (daphne does not normalise paths) makes the
+    finders raise SuspiciousFileOperation, which this handler, unlike Django's request
+    handler, does not catch: it was a 500 with a traceback.
+    """
+
+    def serve(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        try:
+            return super().serve(request)
+        except SuspiciousFileOperation:
+            raise Http404("no such static file") from None
+
 
 application = ProtocolTypeRouter(
     {
         # One process serves the page, its client.js and the socket; put a CDN
         # or proxy in front for heavy static traffic.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": StaticFiles(django_asgi_app),
         "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
