@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -19,13 +20,21 @@ from channels.utils import await_many_dispatch
 
 from . import conf, hub, protocol, selectors, services
 from .errors import ServiceError
-from .protocol import Ack, ClientFrame, FrameError, Ping, Read, Resume, Subscribe, Unsubscribe
+from .protocol import (
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAUTHENTICATED,
+    Ack,
+    ClientFrame,
+    FrameError,
+    Ping,
+    Read,
+    Resume,
+    Subscribe,
+    Unsubscribe,
+)
 from .socket_sync import SocketSync
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_SLOW_CONSUMER = 4408
-CLOSE_RATE_LIMITED = 4429
-CLOSE_TOO_BIG = 1009
 
 
 def _since(query: dict[str, list[str]]) -> tuple[int | None, str | None]:
@@ -50,10 +59,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await await_many_dispatch([receive], self.dispatch)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Only websocket.* events from the server reach here; our DB calls
-        # go through database_sync_to_async, which manages connections itself.
-        handler = getattr(self, message["type"].replace(".", "_"))
-        await handler(message)
+        # Only the server's websocket.* events reach here (no channel, so no layer
+        # messages). Channels' own name rule, with its guard against "_" types;
+        # our DB calls go through database_sync_to_async, which manages connections.
+        await getattr(self, get_handler_name(message))(message)
 
     # --- lifecycle ---------------------------------------------------------------
 

@@ -21,6 +21,13 @@ BATCH_MAX_FRAMES = 100  # notifications per `batch` frame: ~30 KB, well under an
 
 Ref = str | int | None
 
+# Close codes (docs/protocol.md). The stand-alone Python client keeps copies.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_RATE_LIMITED = 4429
+CLOSE_TOO_BIG = 1009
+
 
 class FrameError(Exception):
     """A client frame we cannot accept; becomes an `error` frame, the socket stays up."""

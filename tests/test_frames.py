@@ -10,7 +10,7 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from notifications import frames, protocol, services, storage
+from notifications import client, frames, protocol, services, storage
 from notifications.admin.notifications import NotificationAdmin
 from notifications.client import Notification as ClientNotification
 from notifications.models import Notification, Topic
@@ -24,6 +24,8 @@ def test_every_copy_of_the_field_list_matches_the_frame() -> None:
     assert {f.name for f in dataclasses.fields(ClientNotification)} == FIELDS
     # The HTTP API says as much as a frame, plus two timestamps a frame leaves out.
     assert set(NotificationOut.model_fields) == FIELDS | {"expires_at", "read_at"}
+    for name in ("CLOSE_UNAUTHENTICATED", "CLOSE_FORBIDDEN", "CLOSE_RATE_LIMITED"):
+        assert getattr(client, name) == getattr(protocol, name), name
     # The admin's detail page shows every column, and whether some device acked it.
     assert set(NotificationAdmin.fields) == {f.name for f in Notification._meta.concrete_fields} - {"id"} | {"delivered"}
 

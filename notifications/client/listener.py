@@ -1,22 +1,4 @@
-"""A small Python client for the notification service: publish over HTTP, listen over WebSocket.
-
-No Django here: any Python service can copy this file. HTTP uses the standard
-library; the socket uses `websockets`.
-
-    client = Client("http://127.0.0.1:8000", token="ntf_…")
-    client.publish(users=["alice"], title="Build green", idempotency_key="build-42")
-
-    async with client.listen(since=cursor) as stream:
-        async for n in stream:          # in seq order, each seq once
-            print(n.seq, n.title)
-        # stream.consumed: the last seq you took; persist it, pass it as `since` next time
-
-The listener keeps a cursor (the last seq it holds), de-duplicates by seq,
-resumes on `synced {more}` and when a heartbeat shows it is behind, acks
-cumulatively in batches (for what the caller has taken), and reconnects with
-exponential backoff and full jitter, from `since=cursor`. A `reset` (cursor
-older than retention) is recovered over HTTP when the listener has a token.
-"""
+"""The WebSocket side: a live, gap-free stream of one user's notifications, with resume, acks and reconnects."""
 
 from __future__ import annotations
 
@@ -26,228 +8,23 @@ import inspect
 import json
 import logging
 import random
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from .values import CLOSE_RATE_LIMITED, FATAL_CLOSE_CODES, ApiError, InboxPage, ListenerClosed, Notification
+
 log = logging.getLogger("notifications.client")
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_RATE_LIMITED = 4429
-FATAL_CLOSE_CODES = {CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN}
 
+class InboxSource(Protocol):
+    """What the listener needs of the HTTP client to recover from a `reset`."""
 
-# --- values -----------------------------------------------------------------------
+    def inbox(self, *, since: int | None = None, limit: int = 50) -> InboxPage: ...
 
-
-@dataclass(frozen=True)
-class Notification:
-    seq: int
-    id: int
-    title: str
-    topic: str | None = None
-    kind: str = "message"
-    body: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-    url: str = ""
-    level: str = "info"
-    created_at: str = ""
-    read: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Notification:
-        return cls(
-            seq=int(d["seq"]), id=int(d["id"]), title=str(d["title"]), topic=d.get("topic"), kind=d.get("kind", "message"),
-            body=d.get("body", ""), data=d.get("data") or {}, url=d.get("url", ""), level=d.get("level", "info"),
-            created_at=str(d.get("created_at", "")), read=bool(d.get("read", False)),
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Delivery:
-    recipient: int
-    id: int
-    seq: int
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    created: bool
-    notifications: list[Delivery]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PublishResult:
-        return cls(bool(d["created"]), [Delivery(int(n["recipient"]), int(n["id"]), int(n["seq"])) for n in d["notifications"]])
-
-
-@dataclass(frozen=True)
-class InboxPage:
-    items: list[Notification]
-    head_seq: int
-    unread: int
-    next_before: int | None
-    next_since: int | None
-
-
-class ApiError(Exception):
-    """An error answer of the HTTP API: {code, message, fields}."""
-
-    def __init__(self, status: int, code: str, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields or {}
-
-
-class ListenerClosed(Exception):
-    """The server refused the socket for good (4401 not authenticated, 4403 forbidden)."""
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"closed by server with {code} {reason}".strip())
-        self.code = code
-
-
-# --- HTTP ---------------------------------------------------------------------------
-
-
-class Client:
-    """HTTP API v1 with a Bearer token. Blocking calls: in asyncio code use `await asyncio.to_thread(client.publish, ...)`."""
-
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-
-    def __repr__(self) -> str:  # never the token
-        return f"Client({self.base_url!r})"
-
-    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base_url + "/api/v1" + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        for name, value in (headers or {}).items():
-            req.add_header(name, value)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                err = json.loads(raw)
-            except ValueError:
-                err = {}
-            raise ApiError(
-                e.code, err.get("code", "http_error"), err.get("message", raw[:200].decode(errors="replace")), err.get("fields")
-            ) from None
-
-    def publish(
-        self,
-        *,
-        title: str,
-        users: Sequence[int | str] = (),
-        topic: str | None = None,
-        body: str = "",
-        kind: str = "message",
-        data: dict[str, Any] | None = None,
-        url: str = "",
-        level: str = "info",
-        expires_at: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> PublishResult:
-        """Publish to users (ids or usernames) or to a topic. `created` is False for a repeated idempotency key."""
-        payload = notification_payload(
-            title=title, users=users, topic=topic, body=body, kind=kind, data=data, url=url, level=level, expires_at=expires_at
-        )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        _, result = self.request("POST", "/notifications", payload, headers=headers)
-        return PublishResult.from_dict(result)
-
-    def publish_batch(self, notifications: Sequence[dict[str, Any]], *, idempotency_key: str | None = None) -> list[PublishResult]:
-        """Up to 1,000 payloads (see notification_payload) in one transaction."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        _, result = self.request("POST", "/notifications/batch", {"notifications": list(notifications)}, headers=headers)
-        return [PublishResult.from_dict(r) for r in result["results"]]
-
-    def inbox(
-        self, *, since: int | None = None, before: int | None = None, limit: int = 50, unread: bool = False, topic: str | None = None
-    ) -> InboxPage:
-        params: dict[str, Any] = {"limit": limit}
-        if since is not None:
-            params["since"] = since
-        if before is not None:
-            params["before"] = before
-        if unread:
-            params["unread"] = "true"
-        if topic:
-            params["topic"] = topic
-        _, page = self.request("GET", "/me/notifications?" + urllib.parse.urlencode(params))
-        return InboxPage(
-            [Notification.from_dict(n) for n in page["items"]], page["head_seq"], page["unread"], page["next_before"], page["next_since"]
-        )
-
-    def mark_read(self, ids: Sequence[int] = (), *, everything: bool = False) -> dict[str, Any]:
-        _, result = self.request("POST", "/me/notifications/read", {"all": True} if everything else {"ids": list(ids)})
-        return dict(result)
-
-    def unread_count(self) -> int:
-        _, result = self.request("GET", "/me/unread-count")
-        return int(result["unread"])
-
-    def ws_ticket(self) -> str:
-        _, result = self.request("POST", "/ws-ticket")
-        return str(result["ticket"])
-
-    @property
-    def ws_url(self) -> str:
-        return ws_url_for(self.base_url)
-
-    def listen(self, *, since: int | None = None, **options: Any) -> Listener:
-        """A listener on this server as this token's user; see Listener for the options."""
-        return Listener(self.ws_url, token=self.token, since=since, http=self, **options)
-
-
-def notification_payload(
-    *,
-    title: str,
-    users: Sequence[int | str] = (),
-    topic: str | None = None,
-    body: str = "",
-    kind: str = "message",
-    data: dict[str, Any] | None = None,
-    url: str = "",
-    level: str = "info",
-    expires_at: str | None = None,
-) -> dict[str, Any]:
-    payload: dict[str, Any] = {"title": title, "kind": kind, "body": body, "data": data or {}, "url": url, "level": level}
-    if topic is not None:
-        payload["topic"] = topic
-    else:
-        payload["users"] = list(users)
-    if expires_at is not None:
-        payload["expires_at"] = expires_at
-    return payload
-
-
-def ws_url_for(base_url: str) -> str:
-    parts = urllib.parse.urlsplit(base_url)
-    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
-    return urllib.parse.urlunsplit((scheme, parts.netloc, "/ws/notifications/", "", ""))
-
-
-# --- WebSocket ----------------------------------------------------------------------
 
 TicketSource = Callable[[], str | Awaitable[str]]
 EventHandler = Callable[[dict[str, Any]], None]
@@ -270,7 +47,7 @@ class Listener:
         token: str | None = None,
         ticket: TicketSource | None = None,
         since: int | None = None,
-        http: Client | None = None,
+        http: InboxSource | None = None,
         on_event: EventHandler | None = None,
         ack_interval: float = 1.0,
         ack_every: int = 100,
