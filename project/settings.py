@@ -121,7 +121,12 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A receive blocks in Redis for 5 s (channels-redis' BZPOPMIN); redis-py 8
+                # times reads out after 5 s by default, so an idle hub's receive failed
+                # every few seconds (docs/decisions/0007). Read timeouts sit well above the
+                # block; a peer that vanished is still found (this, and TCP keepalive,
+                # on by default). A ?socket_timeout= in REDIS_URL wins.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 # Each process receives every push on one channel and fans it
                 # out in process, so that channel carries the whole publish
                 # rate: give it room. A drop still loses nothing (heartbeat
