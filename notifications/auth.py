@@ -26,8 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import conf
+from . import availability, conf
 from .errors import ServiceError
+from .middleware import close_socket_unavailable
 from .models import ApiToken, Scope, WsTicket
 
 TOKEN_PREFIX = "ntf_"
@@ -151,6 +152,8 @@ class WebsocketAuthMiddleware:
         self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(_CredentialFromSession(app)))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if not await availability.ready():
+            return await close_socket_unavailable(receive, send)
         authorization = _header(scope, b"authorization")
         query = parse_qs(scope.get("query_string", b"").decode("latin1"))
         if authorization is not None:

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "notifications.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -109,7 +110,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _POOL_S
     # connection (CONN_MAX_AGE) is one per request thread, never reused, and
     # PostgreSQL runs out of slots (Django's docs: use a pool under ASGI).
     # Connections go back to this per-process pool when a request ends.
-    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": _POOL_SIZE, "timeout": env_int("DATABASE_POOL_TIMEOUT", 10)}}
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": 2,
+            "max_size": _POOL_SIZE,
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
+            # The pool retries a lost connection with a doubling delay; give up soon, so the
+            # next request after an outage starts a fresh attempt (docs/decisions/0007).
+            "reconnect_timeout": 2,
+        },
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Fails fast while the database is down (notifications/availability.py): a refused or
+    # unreachable server answers within connect_timeout, not the pool timeout.
+    DATABASES["default"]["ENGINE"] = "notifications.database"
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so reading a user's sequence and
     # advancing it cannot interleave with another writer.

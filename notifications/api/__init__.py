@@ -15,12 +15,15 @@ from typing import Any
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
+from .. import availability
 from ..errors import ServiceError
+from ..middleware import unavailable_response
 from ..schemas import fits_64_bits
 from . import me, publish
 from .security import READ
@@ -114,6 +117,10 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     return error_response(request, 413, "too_large", "the request body is too large")
 
 
+def _database_error(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    return unavailable_response() if availability.is_down_error(exc) else _unexpected(request, exc)
+
+
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Never the request's headers: they may carry a token.
     log.error("API error on %s %s", request.method, request.path, exc_info=exc)
@@ -127,6 +134,7 @@ _HANDLERS: dict[type[Exception], Callable[[HttpRequest, Any], HttpResponse]] = {
     HttpError: _http_error,
     Http404: _not_found,
     RequestDataTooBig: _too_big,
+    OperationalError: _database_error,
     Exception: _unexpected,
 }
 for _exc, _handler in _HANDLERS.items():
