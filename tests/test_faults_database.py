@@ -21,10 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import OperationalError
+from psycopg_pool import PoolTimeout
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from notifications import availability
 from notifications.protocol import CLOSE_UNAVAILABLE
 from tests.conftest import ROOT, DaphneServer, free_port
 
@@ -155,3 +159,13 @@ def _next(ws: ClientConnection, kind: str) -> dict[str, Any]:
         frame: dict[str, Any] = json.loads(ws.recv(max(0.1, deadline - time.monotonic())))
         if frame["type"] == kind:
             return frame
+
+
+def test_only_errors_that_say_the_database_is_unreachable_count() -> None:
+    assert availability.is_down_error(psycopg.OperationalError("connection refused"))
+    assert availability.is_down_error(psycopg.errors.AdminShutdown())
+    wrapped = OperationalError("couldn't get a connection")
+    wrapped.__cause__ = PoolTimeout()
+    assert availability.is_down_error(wrapped)
+    assert not availability.is_down_error(psycopg.errors.DeadlockDetected())
+    assert not availability.is_down_error(psycopg.errors.QueryCanceled())
