@@ -15,4 +15,4 @@ RUN useradd --system app && mkdir /data && chown app /data
 USER app
 EXPOSE 8000
 ENTRYPOINT ["docker-entrypoint.sh"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "project.asgi:application"]
+CMD ["python", "-m", "notifications.server", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "project.asgi:application"]

@@ -123,7 +123,7 @@ class Server:
     def command(self) -> tuple[list[str], dict[str, str]]:
         endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048"
         if self.peer.name == "ours":
-            return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
+            return [PY, "-m", "notifications.server", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
         if self.peer.name == "channels":
             return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
         if self.peer.name == "socketio":

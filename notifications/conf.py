@@ -14,6 +14,8 @@ class NotificationSettings:
     client_frames_per_second: int
     client_frame_burst: int
     send_buffer_frames: int
+    send_buffer_bytes: int
+    drain_seconds: float
     ticket_seconds: int
 
 
@@ -32,5 +34,7 @@ def get() -> NotificationSettings:
         client_frames_per_second=raw.get("CLIENT_FRAMES_PER_SECOND", 20),
         client_frame_burst=raw.get("CLIENT_FRAME_BURST", 60),
         send_buffer_frames=raw.get("SEND_BUFFER_FRAMES", 2000),
+        send_buffer_bytes=raw.get("SEND_BUFFER_BYTES", 8 * 1024 * 1024),
+        drain_seconds=raw.get("DRAIN_SECONDS", 3.0),
         ticket_seconds=raw.get("TICKET_SECONDS", 60),
     )

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import auth, conf, presence, push, selectors, services
+from . import auth, conf, lifecycle, presence, push, selectors, services
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class Hub:
 
     async def attach(self, listener: Listener) -> None:
         if not self._tasks:
+            lifecycle.on_stop(self.leave)  # a draining server lets it write its acks and leave its group
             self._tasks = [
                 asyncio.create_task(self._receive_loop()),
                 asyncio.create_task(self._dispatch_loop()),
@@ -76,6 +77,7 @@ class Hub:
         await self._ready.wait()
 
     async def stop(self) -> None:
+        lifecycle.forget(self.leave)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -87,6 +89,15 @@ class Hub:
         self.channel = ""  # the next start may be on another layer instance
         if self._ack_flush is not None:
             await asyncio.gather(self._ack_flush, return_exceptions=True)
+
+    async def leave(self) -> None:
+        """The process is stopping: write the acks still pending, leave the group, stop."""
+        if self._ack_flush is not None:
+            await asyncio.gather(self._ack_flush, return_exceptions=True)
+        if self.channel:
+            with contextlib.suppress(Exception):  # the group forgets us after group_expiry anyway
+                await asyncio.wait_for(get_channel_layer().group_discard(push.NODES_GROUP, self.channel), 2)
+        await self.stop()
 
     # Acks from every local socket are written together: one UPDATE per
     # ACK_FLUSH_SECONDS for the whole process, not one per ack frame.

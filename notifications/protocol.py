@@ -27,7 +27,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_SLOW_CONSUMER = 4408
 CLOSE_RATE_LIMITED = 4429
 CLOSE_UNAVAILABLE = 4503  # the database is down: back off and retry (docs/decisions/0007)
-CLOSE_TOO_BIG = 1009
+CLOSE_TOO_BIG = 1009  # sent by the server (notifications/server.py) as a frame arrives
+CLOSE_TOO_BIG_SEEN_BY_APP = 4009  # under another server, which let the frame through
+CLOSE_SERVER_RESTARTING = 1012
 
 
 class FrameError(Exception):

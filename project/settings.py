@@ -189,6 +189,10 @@ NOTIFICATIONS = {
     "CLIENT_FRAMES_PER_SECOND": env_int("NOTIFY_CLIENT_FRAMES_PER_SECOND", 20),
     "CLIENT_FRAME_BURST": env_int("NOTIFY_CLIENT_FRAME_BURST", 60),
     "SEND_BUFFER_FRAMES": env_int("NOTIFY_SEND_BUFFER_FRAMES", 2000),
+    # Unsent bytes a socket's transport may hold (notifications/server.py): above
+    # the largest replay page (NOTIFY_REPLAY_PAGE_SIZE x the largest notifications).
+    "SEND_BUFFER_BYTES": env_int("NOTIFY_SEND_BUFFER_BYTES", 8 * 1024 * 1024),
+    "DRAIN_SECONDS": env_int("NOTIFY_DRAIN_SECONDS", 3),
     "TICKET_SECONDS": env_int("NOTIFY_TICKET_SECONDS", 60),
 }
 

@@ -18,6 +18,9 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# How the service is served, here as in scripts/run, the Dockerfile and docker-compose.yml (test_compose checks).
+SERVER_MODULE = "notifications.server"
+ASGI_APP = "project.asgi:application"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -116,7 +119,7 @@ class DaphneServer:
     def start(self) -> DaphneServer:
         self.log.parent.mkdir(exist_ok=True)
         out = self.log.open("ab")
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
+        cmd = [sys.executable, "-m", SERVER_MODULE, "-b", "127.0.0.1", "-p", str(self.port), ASGI_APP]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
         self.wait_ready()
         return self

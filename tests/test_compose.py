@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ASGI_APP, ROOT, SERVER_MODULE
+
 ENTRYPOINT = ROOT / "scripts" / "docker-entrypoint.sh"
 DOCKER_COMPOSE = shutil.which("docker-compose")
 # What `docker compose up` needs from the checkout; anything else (a developer's .env) stays out.
@@ -94,8 +95,8 @@ def test_compose_runs_with_no_env_file_and_generates_the_secret(compose_config: 
 def test_compose_commands_are_the_ones_the_tests_run(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
     web = services["web"]["command"]
-    # The application tests/conftest.py's DaphneServer serves.
-    assert web[0] == "daphne" and web[-1] == "project.asgi:application"
+    # The server and application tests/conftest.py's DaphneServer runs.
+    assert web[:3] == ["python", "-m", SERVER_MODULE] and web[-1] == ASGI_APP
     assert web[web.index("-p") + 1] == "8000"
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert "python manage.py prune" in services["prune"]["command"][-1]

@@ -136,7 +136,8 @@ async def test_revoked_token_closes_open_socket_at_heartbeat(user: Any, fast: An
 async def test_logout_closes_open_socket_at_heartbeat(user: Any, fast: Any) -> None:
     client = Client()
     await database_sync_to_async(client.force_login)(user)
-    headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://localhost")]
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", b"http://localhost"), (b"host", b"localhost")]
     ws, _ = await welcome(None, headers=headers)
     await database_sync_to_async(client.logout)()
     assert await closed_with(ws) == 4401
@@ -457,11 +458,20 @@ async def test_invalid_since_query_gets_an_error_after_welcome(user: Any) -> Non
     await ws.disconnect()
 
 
-async def test_oversized_frame_closes_1009(user: Any, settings: Any) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"text_data": '{"type": "ping", "pad": "' + "x" * 200 + '"}'},
+        {"text_data": '{"type": "ping", "pad": "' + "✓" * 40 + '"}'},  # 40 characters, 120 bytes
+        {"bytes_data": b"x" * 101},
+    ],
+    ids=["ascii", "multibyte", "binary"],
+)
+async def test_a_frame_over_the_limit_in_bytes_closes_4009_under_another_server(user: Any, settings: Any, frame: dict[str, Any]) -> None:
     settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "MAX_FRAME_BYTES": 100}
     ws, _ = await welcome(user)
-    await ws.send_to(text_data='{"type": "ping", "pad": "' + "x" * 200 + '"}')
-    assert await closed_with(ws) == 1009
+    await ws.send_to(**frame)
+    assert await closed_with(ws) == protocol.CLOSE_TOO_BIG_SEEN_BY_APP
 
 
 async def test_flooding_client_is_closed_4429(user: Any, settings: Any) -> None:
