@@ -17,8 +17,9 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
+from django.db import OperationalError
 
-from . import conf, hub, protocol, selectors, services
+from . import availability, conf, hub, protocol, selectors, services
 from .errors import ServiceError
 from .protocol import (
     CLOSE_RATE_LIMITED,
@@ -214,10 +215,18 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         try:
             await self.handle(frame)
         except ServiceError as e:
-            if frame.ref is not None:
-                await self.send(protocol.reply(frame.ref, ok=False, error=e.code, message=e.message))
-            else:
-                await self.send(protocol.error(e.code, e.message))
+            await self._refuse(frame, e.code, e.message)
+        except OperationalError as e:
+            if not availability.is_down_error(e):
+                raise
+            # The database is away: this frame did nothing; the socket stays up for when it is back.
+            await self._refuse(frame, "unavailable", "the database is unavailable; try again shortly")
+
+    async def _refuse(self, frame: ClientFrame, code: str, message: str) -> None:
+        if frame.ref is not None:
+            await self.send(protocol.reply(frame.ref, ok=False, error=code, message=message))
+        else:
+            await self.send(protocol.error(code, message))
 
     def _take_token(self) -> bool:
         now = time.monotonic()

@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
-from notifications import auth, hub, protocol, push, selectors, services
+from notifications import auth, availability, hub, protocol, push, selectors, services
 from notifications.models import ApiToken, Notification, Topic
 from project.asgi import application
 
@@ -515,4 +515,20 @@ async def test_no_event_is_lost_while_connecting(user: Any) -> None:
         if frame["type"] == "notification":
             seqs.append(frame["seq"])
     assert seqs == list(range(1, 21))
+    await ws.disconnect()
+
+
+async def test_a_frame_that_finds_the_database_away_is_refused_and_the_socket_stays_up(user: Any, monkeypatch: Any) -> None:
+    ws, _ = await welcome(user)
+
+    def unreachable(**_: Any) -> None:
+        raise availability.DatabaseUnavailable("the database is unavailable")
+
+    monkeypatch.setattr(services, "mark_read", unreachable)
+    await ws.send_json_to({"type": "read", "all": True, "ref": 1})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {
+        "type": "reply", "ref": 1, "ok": False, "error": "unavailable", "message": "the database is unavailable; try again shortly",
+    }  # fmt: skip
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
     await ws.disconnect()
