@@ -17,22 +17,27 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
 from . import availability, conf
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
 from .models import ApiToken, Scope, WsTicket
+from .origins import TrustedOriginValidator, header
 
 TOKEN_PREFIX = "ntf_"
 VALID_SCOPES = {s.value for s in Scope}
+
+# What a socket stands on, checked every heartbeat: ("token", id), ("session", key),
+# or ("user", id) for a ticket the operator's `manage.py listen` minted.
+Credential = tuple[str, str]
 
 
 def _digest(secret: str) -> str:
@@ -73,29 +78,46 @@ def authenticate_token(secret: str) -> ApiToken | None:
     return token
 
 
-def issue_ticket(*, user: AbstractBaseUser) -> str:
+def issue_ticket(*, user: AbstractBaseUser, token: ApiToken | None = None, session_key: str = "") -> str:
+    """A ticket minted by this token or this session (neither: by the operator), good while it is."""
     secret = secrets.token_urlsafe(32)
     WsTicket.objects.filter(expires_at__lt=timezone.now()).delete()
     WsTicket.objects.create(
-        digest=_digest(secret), user_id=user.pk, expires_at=timezone.now() + timedelta(seconds=conf.get().ticket_seconds)
+        digest=_digest(secret),
+        user_id=user.pk,
+        expires_at=timezone.now() + timedelta(seconds=conf.get().ticket_seconds),
+        token=token,
+        session_key=session_key,
     )
     return secret
 
 
-def redeem_ticket(secret: str) -> AbstractBaseUser | None:
+@dataclass(frozen=True)
+class Redeemed:
+    user: AbstractBaseUser
+    credential: Credential  # what minted the ticket: the socket stands on it
+
+
+def redeem_ticket(secret: str) -> Redeemed | None:
     """Single use: the ticket row is deleted by the request that redeems it."""
     with transaction.atomic():
         ticket = WsTicket.objects.select_for_update().select_related("user").filter(digest=_digest(secret)).first()
         if ticket is None:
             return None
         ticket.delete()
-    if ticket.expires_at < timezone.now() or not ticket.user.is_active:
+    if ticket.token_id is not None:
+        credential = ("token", str(ticket.token_id))
+    elif ticket.session_key:
+        credential = ("session", ticket.session_key)
+    else:
+        credential = ("user", str(ticket.user_id))
+    if ticket.expires_at < timezone.now() or invalid_credentials([credential]):
         return None
-    return ticket.user
+    return Redeemed(ticket.user, credential)
 
 
-def invalid_credentials(credentials: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (kind, key) credentials no longer hold: logged out, revoked, deactivated."""
+def invalid_credentials(credentials: Iterable[Credential]) -> set[Credential]:
+    """Which of these credentials no longer hold: logged out, password changed, revoked, deactivated."""
     by_kind: dict[str, set[str]] = {"session": set(), "token": set(), "user": set()}
     for kind, key in credentials:
         by_kind[kind].add(key)
@@ -115,20 +137,39 @@ def invalid_credentials(credentials: Iterable[tuple[str, str]]) -> set[tuple[str
 
 
 def _live_sessions(keys: set[str]) -> set[str]:
-    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
-        return set(Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()).values_list("session_key", flat=True))
+    """The sessions that still log their user in, judged as django.contrib.auth.get_user judges them.
+
+    Read only: get_user flushes a session whose auth hash no longer matches the
+    user's (a password change elsewhere), so HTTP on it is logged out; its
+    sockets must close too. A hash from SECRET_KEY_FALLBACKS still counts, as there.
+    """
+    stored = _session_data(keys)
+    pk = get_user_model()._meta.pk
+    assert pk is not None
+    user_ids = {key: pk.to_python(data[SESSION_KEY]) for key, data in stored.items() if SESSION_KEY in data}
+    users = {user.pk: user for user in get_user_model()._default_manager.filter(pk__in=set(user_ids.values()), is_active=True)}
+    live = set()
+    for key, user_id in user_ids.items():
+        data, user = stored[key], users.get(user_id)
+        session_hash = data.get(HASH_SESSION_KEY)
+        if user is None or not session_hash or data.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
+            continue
+        hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+        if any(constant_time_compare(session_hash, h) for h in hashes):
+            live.add(key)
+    return live
+
+
+def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
+    """Each live session's data: for the database engine in one query."""
     store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
-    return {key for key in keys if store().exists(key)}
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        rows = Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()).values_list("session_key", "session_data")
+        return {key: store().decode(data) for key, data in rows}
+    return {key: store(session_key=key).load() for key in keys}
 
 
 # --- WebSocket -----------------------------------------------------------------
-
-
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin1"))
-    return None
 
 
 class _CredentialFromSession:
@@ -149,12 +190,12 @@ class WebsocketAuthMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(_CredentialFromSession(app)))
+        self.cookie_app = TrustedOriginValidator(AuthMiddlewareStack(_CredentialFromSession(app)))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not await availability.ready():
             return await close_socket_unavailable(receive, send)
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         query = parse_qs(scope.get("query_string", b"").decode("latin1"))
         if authorization is not None:
             # Browsers cannot set this header on a WebSocket, so no origin check is needed.
@@ -166,10 +207,13 @@ class WebsocketAuthMiddleware:
                 scope = {**scope, "user": AnonymousUser(), "credential": ("token", "")}
             return await self.app(scope, receive, send)
         if "ticket" in query:
-            user = await database_sync_to_async(redeem_ticket)(query["ticket"][0])
-            credential = ("user", str(user.pk)) if user is not None else ("user", "")
-            return await self.app({**scope, "user": user or AnonymousUser(), "credential": credential}, receive, send)
-        if _header(scope, b"origin") is None:
+            redeemed = await database_sync_to_async(redeem_ticket)(query["ticket"][0])
+            if redeemed is None:
+                scope = {**scope, "user": AnonymousUser(), "credential": ("user", "")}
+            else:
+                scope = {**scope, "user": redeemed.user, "credential": redeemed.credential}
+            return await self.app(scope, receive, send)
+        if header(scope, b"origin") is None:
             # Not a browser (browsers always send Origin): no cookie auth without
             # the origin check, but say 4401 rather than refuse the handshake.
             return await self.app({**scope, "user": AnonymousUser(), "credential": ("session", "")}, receive, send)

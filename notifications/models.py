@@ -126,11 +126,22 @@ class ApiToken(models.Model):
 
 
 class WsTicket(models.Model):
-    """A single-use, short-lived ticket for `?ticket=` on the WebSocket (kept hashed)."""
+    """A single-use, short-lived ticket for `?ticket=` on the WebSocket (kept hashed).
+
+    It records what minted it, a token or a session (neither: the operator's
+    `manage.py listen`), and is good, as is the socket it opens, only while that is.
+    """
 
     digest = models.CharField(max_length=64, primary_key=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     expires_at = models.DateTimeField(db_index=True)
+    token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(token__isnull=True) | Q(session_key=""), name="wsticket_one_credential"),
+        ]
 
     def __str__(self) -> str:
         return f"ticket for {self.user_id} until {self.expires_at}"

@@ -100,7 +100,10 @@ def unsubscribe(request: HttpRequest, topic: Annotated[str, Path(pattern=SLUG_PA
 @router.post("/ws-ticket", response={201: TicketOut, **ERRORS})
 def ws_ticket(request: HttpRequest) -> Status[TicketOut]:
     """A single-use ticket for `/ws/notifications/?ticket=…`, for a browser on another origin."""
-    ticket = auth.issue_ticket(user=caller(request).user)
+    found = caller(request)
+    # The ticket and its socket hold only while this token or session does (auth.redeem_ticket, the heartbeat).
+    session_key = "" if found.token else request.session.session_key or ""
+    ticket = auth.issue_ticket(user=found.user, token=found.token, session_key=session_key)
     return Status(201, TicketOut(ticket=ticket, expires_in=conf.get().ticket_seconds))
 
 

@@ -139,5 +139,6 @@ def test_ws_ticket_is_single_use(reader: Api, user: Any) -> None:
     assert r.status_code == 201
     body = r.json()
     assert body["expires_in"] == 60 and len(body["ticket"]) >= 32
-    assert auth.redeem_ticket(body["ticket"]) == user
+    redeemed = auth.redeem_ticket(body["ticket"])
+    assert redeemed is not None and redeemed.user == user
     assert auth.redeem_ticket(body["ticket"]) is None
