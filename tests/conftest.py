@@ -8,14 +8,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 # How the service is served, here as in scripts/run, the Dockerfile and docker-compose.yml (test_compose checks).
@@ -45,6 +46,14 @@ def fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+async def close_thread_connections() -> AsyncIterator[None]:
+    """For tests that reach the ORM through sync_to_async: its one shared thread keeps a connection,
+    which would keep the test database from being dropped. Opt in with usefixtures."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

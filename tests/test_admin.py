@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from notifications import auth, presence, selectors, services, storage
 from notifications.admin import listing
 from notifications.models import ApiToken, Notification, Subscription, Topic, UserStream
+from tests.helpers import unread_rows
 
 CHANGELIST = "admin:notifications_notification_changelist"
 COMPOSE = "admin:notifications_notification_compose"
@@ -50,10 +51,6 @@ def staff(make_user: Any, *codenames: str) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def unread_rows(user_id: int) -> int:
-    return Notification.objects.filter(recipient_id=user_id, read_at__isnull=True).count()
 
 
 # --- every page ------------------------------------------------------------------

@@ -20,7 +20,6 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
-from django.db import connections
 from django.utils import timezone
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -30,16 +29,13 @@ from notifications.models import Notification as Row
 from notifications.models import UserStream
 from tests.conftest import ROOT, DaphneServer, database_url
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_passwords", "close_thread_connections"),
+]
 
 TIMEOUT = 20.0
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections() -> AsyncIterator[None]:
-    # sync_to_async runs ORM calls on one shared thread; its connection would keep the test database from being dropped.
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -6,26 +6,18 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from notifications import selectors, services
 from tests.conftest import ROOT, DaphneServer
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 TIMEOUT = 15.0
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections() -> AsyncIterator[None]:
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 class Socket:

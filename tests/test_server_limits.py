@@ -23,7 +23,7 @@ from notifications import protocol, push, services
 from notifications.models import UserStream
 from tests.conftest import DaphneServer
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 TIMEOUT = 20.0
 

@@ -13,16 +13,13 @@ from django.utils import timezone
 from notifications import push, selectors, services, storage
 from notifications.errors import NotFound, ServiceError
 from notifications.models import Notification, Subscription, Topic, UserStream
+from tests.helpers import unread_rows
 
 pytestmark = pytest.mark.django_db
 
 
 def content(title: str = "hello", **extra: Any) -> services.Content:
     return services.Content(title=title, **extra)
-
-
-def unread_rows(user: Any) -> int:
-    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
 
 
 def test_notify_allocates_consecutive_seqs_per_user(make_user: Any) -> None:
@@ -79,13 +76,13 @@ def test_mark_read_by_ids_ignores_other_users_rows(make_user: Any) -> None:
 def test_mark_read_all_and_unread_keep_the_counter_exact(user: Any) -> None:
     ids = [services.notify(recipient_ids=[user.id], content=content(f"n{i}")).deliveries[0].id for i in range(5)]
     services.mark_read(user_id=user.id, ids=ids[:2])
-    assert selectors.stream_state(user.id).unread == 3 == unread_rows(user)
+    assert selectors.stream_state(user.id).unread == 3 == unread_rows(user.id)
     result = services.mark_read(user_id=user.id, everything=True)
-    assert result.up_to_seq == 5 and result.unread == 0 == unread_rows(user)
+    assert result.up_to_seq == 5 and result.unread == 0 == unread_rows(user.id)
     services.mark_unread(user_id=user.id, ids=ids[:1])
-    assert selectors.stream_state(user.id).unread == 1 == unread_rows(user)
+    assert selectors.stream_state(user.id).unread == 1 == unread_rows(user.id)
     services.delete_notifications(ids[:1])
-    assert selectors.stream_state(user.id).unread == 0 == unread_rows(user)
+    assert selectors.stream_state(user.id).unread == 0 == unread_rows(user.id)
 
 
 def test_ack_is_cumulative_and_scoped_to_the_recipient(make_user: Any) -> None:
@@ -148,7 +145,7 @@ def test_replay_pages_and_reset(user: Any) -> None:
     assert UserStream.objects.get(user=user).pruned_seq == 4
     assert selectors.replay_page(user.id, since=2, limit=3).reset_reason == "retention"
     assert selectors.replay_page(user.id, since=4, limit=10).last_seq == 7
-    assert selectors.stream_state(user.id).unread == unread_rows(user) == 3
+    assert selectors.stream_state(user.id).unread == unread_rows(user.id) == 3
 
 
 def test_expired_notifications_are_not_replayed(user: Any) -> None:
