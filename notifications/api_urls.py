@@ -6,6 +6,7 @@ from .api import api
 from .api.health import healthz, json_errors, metrics, not_found, readyz
 
 _api_patterns, _app_name, _namespace = api.urls
+# ninja builds its 405 before any of its hooks run: wrap its views for the JSON body (docs/decisions/0009).
 for _pattern in _api_patterns:
     if isinstance(_pattern, URLPattern):
         _pattern.callback = json_errors(_pattern.callback)
