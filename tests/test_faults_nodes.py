@@ -1,0 +1,119 @@
+"""A node killed with SIGKILL mid-burst, again and again: every listener, on either node, gets every seq once, in order.
+
+Two real server processes share PostgreSQL and Redis. The publisher talks to
+node B, which stays up; node A is killed and restarted on the same port while
+the burst goes on. The Python client (reconnect, resume from its cursor,
+de-duplication by seq) is what a service listening for its users would run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from notifications.client import Client, Listener
+from tests.conftest import DaphneServer
+
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
+
+USERS = 6
+KILLS = 6
+PER_ROUND = 50  # publishes per kill; A dies halfway through each round's publishes
+FAN_OUT_EVERY = 10  # every tenth publish goes to every user: several recipients in one transaction
+BUDGET = 50.0  # seconds for the whole test, start-up and restarts included
+TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections() -> AsyncIterator[None]:
+    # sync_to_async runs ORM calls on one shared thread; its connection would keep the test database from being dropped.
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {TIMEOUT}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def collect(listener: Listener, into: list[int]) -> None:
+    async for notification in listener:
+        into.append(notification.seq)
+
+
+async def test_a_node_killed_mid_burst_again_and_again_loses_and_repeats_nothing(
+    daphne_factory: Any, make_user: Any, token_for: Any, record_property: Any
+) -> None:
+    started = time.monotonic()
+    # No drain at teardown: these nodes die by SIGKILL; SIGTERM has its own test (test_server_limits).
+    node_a, node_b = daphne_factory(NOTIFY_DRAIN_SECONDS="0"), daphne_factory(NOTIFY_DRAIN_SECONDS="0")
+    users = [await sync_to_async(make_user)() for _ in range(USERS)]
+    publisher = Client(node_b.url, await sync_to_async(token_for)(await sync_to_async(make_user)("publisher-svc"), ("publish",)))
+
+    # Users 0-1 listen on A, 2-3 on B, 4-5 on both (a device on each node).
+    placements: list[tuple[int, DaphneServer]] = []
+    for i, u in enumerate(users):
+        nodes = [node_a] if i < 2 else [node_b] if i < 4 else [node_a, node_b]
+        placements += [(u.id, node) for node in nodes]
+    # Quick reconnects: A is back on its port within a couple of seconds.
+    listeners = [
+        Listener(node.ws_url, token=await sync_to_async(token_for)(next(u for u in users if u.id == uid), ("read",)),
+                 since=0, ack_interval=0.1, backoff_base=0.05, backoff_max=0.5)
+        for uid, node in placements
+    ]  # fmt: skip
+    received: list[list[int]] = [[] for _ in listeners]
+    collectors = [asyncio.create_task(collect(listener, into)) for listener, into in zip(listeners, received, strict=True)]
+    on_a = [listener for listener, (_, node) in zip(listeners, placements, strict=True) if node is node_a]
+    on_b = [listener for listener in listeners if listener not in on_a]
+
+    expected: dict[int, list[int]] = {u.id: [] for u in users}
+    published = 0
+
+    def publish_one() -> None:
+        nonlocal published
+        to = [u.id for u in users] if published % FAN_OUT_EVERY == 0 else [users[published % USERS].id]
+        result = publisher.publish(users=to, title=f"n{published}")
+        assert result.created
+        for delivery in result.notifications:
+            expected[delivery.recipient].append(delivery.seq)
+        published += 1
+
+    try:
+        async with asyncio.timeout(BUDGET - (time.monotonic() - started)):
+            for _ in range(KILLS):
+                # Each kill finds every socket connected and in step, with pushes in flight.
+                await until(lambda: all(listener.state == "live" for listener in listeners), "every listener live")
+                for _ in range(PER_ROUND // 2):
+                    await asyncio.to_thread(publish_one)
+                restarting = asyncio.create_task(asyncio.to_thread(node_a.restart))
+                for _ in range(PER_ROUND - PER_ROUND // 2):
+                    await asyncio.to_thread(publish_one)  # while A is dead or starting up
+                await restarting
+
+            def caught_up() -> bool:
+                return all(len(got) >= len(expected[uid]) for got, (uid, _) in zip(received, placements, strict=True))
+
+            await until(caught_up, "every listener caught up")
+    finally:
+        for listener in listeners:
+            await listener.close()
+        await asyncio.gather(*collectors, return_exceptions=True)
+
+    assert published == KILLS * PER_ROUND
+    for got, (uid, node) in zip(received, placements, strict=True):
+        want = expected[uid]
+        assert want == list(range(1, len(want) + 1))  # the service allocated gap-free seqs
+        assert got == want, f"user {uid} on port {node.port}: lost {sorted(set(want) - set(got))}, extra {len(got) - len(set(got))}"
+    # Every socket on A was cut by each kill and came back; the sockets on B never were.
+    assert all(listener.connections == KILLS + 1 for listener in on_a)
+    assert all(listener.connections == 1 for listener in on_b)
+    record_property("seconds", round(time.monotonic() - started, 1))
