@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from notifications.client import Client, Listener
 from tests.conftest import DaphneServer
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_passwords", "close_thread_connections"),
+]
 
 USERS = 6
 KILLS = 6
@@ -28,13 +31,6 @@ PER_ROUND = 50  # publishes per kill; A dies halfway through each round's publis
 FAN_OUT_EVERY = 10  # every tenth publish goes to every user: several recipients in one transaction
 BUDGET = 50.0  # seconds for the whole test, start-up and restarts included
 TIMEOUT = 20.0
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections() -> AsyncIterator[None]:
-    # sync_to_async runs ORM calls on one shared thread; its connection would keep the test database from being dropped.
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 async def until(predicate: Callable[[], bool], what: str) -> None:

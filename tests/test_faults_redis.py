@@ -14,21 +14,24 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
-from django.db import connections
 
 from notifications import push, services
 from notifications.client import Client, Listener
 from notifications.models import Notification as Row
 from tests.conftest import ROOT, DaphneServer, free_port
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_passwords", "close_thread_connections"),
+]
 
 HEARTBEAT = 2.0  # seconds, the nodes' NOTIFY_HEARTBEAT_SECONDS
 # A push lost with Redis is replayed once a heartbeat has seen its seq as the head
@@ -106,12 +109,6 @@ def nodes(throwaway_redis: ThrowawayRedis, channel_prefix: str, transactional_db
     finally:
         for server in servers:
             server.stop()
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections() -> AsyncIterator[None]:
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 async def until(predicate: Callable[[], bool], what: str, within: float = TIMEOUT) -> float:
