@@ -48,9 +48,23 @@ def user_event(user_id: int, frame: str) -> None:
     _send({"type": USER_EVENT, "user": user_id, "frame": frame})
 
 
+class _Outage:
+    """Whether the last push failed: an outage is logged once with its traceback, and once when it ends."""
+
+    failing = False
+
+
 def _send(message: dict[str, Any]) -> None:
     """Never raises: the rows are committed, and a lost push is recovered by heartbeat and resume."""
     try:
         async_to_sync(get_channel_layer().group_send)(NODES_GROUP, message)
     except Exception:
-        log.exception("push through the channel layer failed; clients will catch up on heartbeat")
+        if not _Outage.failing:
+            log.exception("push through the channel layer failed; clients will catch up on heartbeat")
+        else:
+            log.debug("push through the channel layer failed again", exc_info=True)
+        _Outage.failing = True
+        return
+    if _Outage.failing:
+        _Outage.failing = False
+        log.warning("pushes go through the channel layer again")
