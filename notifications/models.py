@@ -107,6 +107,7 @@ class Notification(models.Model):
 class Scope(models.TextChoices):
     PUBLISH = "publish"
     READ = "read"
+    CRITICAL = "critical"  # with publish: `level: error` + `data.critical: true` bypasses preferences and quiet hours
 
 
 class ApiToken(models.Model):
@@ -145,3 +146,113 @@ class WsTicket(models.Model):
 
     def __str__(self) -> str:
         return f"ticket for {self.user_id} until {self.expires_at}"
+
+
+# --- away channels: email and Web Push (docs/channels.md) ----------------------------------
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email"
+    WEBPUSH = "webpush"
+
+
+# A category: "" (everything), "topic:<slug>" or "kind:<prefix>" (notifications/delivery/base.py matches them).
+CATEGORY_HELP = "Empty for everything, 'topic:<slug>', or 'kind:<prefix>' (e.g. 'kind:build' takes build.failed)."
+
+
+class ChannelDefault(models.Model):
+    """The operator's default for a category on a channel: on/off, and the delay before it is sent away."""
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    category = models.CharField(max_length=100, blank=True, help_text=CATEGORY_HELP)
+    enabled = models.BooleanField(default=True)
+    delay_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the channel's delay from the settings.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "category"], name="channeldefault_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.category or '*'}: {'on' if self.enabled else 'off'}"
+
+
+class ChannelPreference(models.Model):
+    """A user's choice for a category on a channel; wins over the operator's default."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    category = models.CharField(max_length=100, blank=True, help_text=CATEGORY_HELP)
+    enabled = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "channel", "category"], name="channelpreference_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.channel} {self.category or '*'}: {'on' if self.enabled else 'off'}"
+
+
+class QuietHours(models.Model):
+    """Email and push wait while the user's local time is in [start, end) (may wrap past midnight)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    time_zone = models.CharField(max_length=64, default="UTC")
+    start = models.TimeField()
+    end = models.TimeField()
+
+    def __str__(self) -> str:
+        return f"quiet {self.start}-{self.end} {self.time_zone} for {self.user_id}"
+
+
+class PushSubscription(models.Model):
+    """A browser's PushSubscription (endpoint on an allowed push service, and its keys)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    endpoint = models.CharField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user"], name="pushsubscription_user")]
+
+    def __str__(self) -> str:
+        return f"push for {self.user_id}: {self.endpoint[:60]}"
+
+
+class ChannelCursor(models.Model):
+    """Per user and channel: every seq up to `seq` is decided (sent, skipped, acked or read).
+
+    The row a worker locks to claim a user's due work on a channel; `hold_until`
+    backs off after a failure or through quiet hours, `last_sent_at` spaces digests.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    seq = models.BigIntegerField(default=0)
+    hold_until = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "channel"], name="channelcursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} cursor of {self.user_id} at {self.seq}"
+
+
+class AwayDelivery(models.Model):
+    """A notification sent (or decided against) on a channel: at most one per notification per channel."""
+
+    class State(models.TextChoices):
+        SENT = "sent"
+        SKIPPED = "skipped"
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="+", db_index=False)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    state = models.CharField(max_length=8, choices=State.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["notification", "channel"], name="awaydelivery_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.state} {self.notification_id}"

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from . import protocol, storage
-from .models import Notification, Subscription, Topic, UserStream
+from .models import ChannelCursor, Notification, Subscription, Topic, UserStream
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,21 @@ class Totals:
 def totals() -> Totals:
     agg = UserStream.objects.aggregate(streams=Count("pk"), published=Sum("head_seq"), unread=Sum("unread"))
     return Totals(agg["streams"] or 0, agg["published"] or 0, agg["unread"] or 0, Topic.objects.count())
+
+
+def away_candidates(*, channel: str, streams: QuerySet[UserStream], cutoff: datetime, now: datetime, limit: int) -> list[int]:
+    """Users who may have work due on an away channel: unacked seqs above the channel's cursor, the first of
+    them published before `cutoff` (seqs follow publish time), and no hold on the cursor. Oldest work first."""
+    cursor = ChannelCursor.objects.filter(user_id=OuterRef("user_id"), channel=channel)
+    first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("from_seq")).order_by("seq")
+    rows = (
+        streams.filter(head_seq__gt=F("delivered_seq"))
+        .annotate(swept=Coalesce(Subquery(cursor.values("seq")[:1]), 0), held=Subquery(cursor.values("hold_until")[:1]))
+        .annotate(from_seq=Greatest(F("delivered_seq"), F("swept")))
+        .filter(head_seq__gt=F("from_seq"))
+        .filter(Q(held__isnull=True) | Q(held__lte=now))
+        .annotate(first_at=Subquery(first.values("created_at")[:1]))
+        .filter(first_at__lte=cutoff)
+        .order_by("first_at")
+    )
+    return list(rows.values_list("user_id", flat=True)[:limit])

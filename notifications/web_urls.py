@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, path
 
-from . import views
+from . import away_views, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
@@ -17,4 +17,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("compose/", views.compose, name="compose"),
     path("ops/", views.ops_page, name="ops"),
     path("ops/data", views.ops_data, name="ops-data"),
+    path("preferences/", away_views.preferences, name="preferences"),
+    path("unsubscribe/", away_views.unsubscribe, name="unsubscribe"),
 ]

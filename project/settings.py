@@ -7,6 +7,8 @@ production shape (PostgreSQL + Redis, many daphne processes).
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -70,6 +72,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "ninja",  # serves Swagger UI from its own static files: the docs page works offline
+    "django_tasks",
+    "django_tasks_db",  # the away channels' task queue, in the database (docs/decisions/0008)
     "notifications",
 ]
 
@@ -194,6 +198,47 @@ NOTIFICATIONS = {
     "SEND_BUFFER_BYTES": env_int("NOTIFY_SEND_BUFFER_BYTES", 8 * 1024 * 1024),
     "DRAIN_SECONDS": env_int("NOTIFY_DRAIN_SECONDS", 3),
     "TICKET_SECONDS": env_int("NOTIFY_TICKET_SECONDS", 60),
+}
+
+
+# Away channels: email digests and Web Push (docs/channels.md), run by `manage.py worker`.
+def email_settings(url: str) -> dict[str, Any]:
+    """EMAIL_URL as Django's EMAIL_* settings: smtp://user:pass@host:587 (STARTTLS with smtp+tls://, TLS with smtps://)."""
+    if not url:
+        return {"EMAIL_BACKEND": "django.core.mail.backends." + ("console" if DEBUG else "smtp") + ".EmailBackend"}
+    parts = urlsplit(url)
+    if parts.scheme not in {"smtp", "smtp+tls", "smtps", "smtp+ssl"}:
+        raise ImproperlyConfigured("EMAIL_URL must be smtp://, smtp+tls:// or smtps://")
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname or "localhost",
+        "EMAIL_PORT": parts.port or (465 if parts.scheme in {"smtps", "smtp+ssl"} else 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": parts.scheme == "smtp+tls",
+        "EMAIL_USE_SSL": parts.scheme in {"smtps", "smtp+ssl"},
+        "EMAIL_TIMEOUT": 20,
+    }
+
+
+globals().update(email_settings(os.environ.get("EMAIL_URL", "")))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "notifications@localhost")
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["away"]}}
+AWAY = {
+    "PUBLIC_URL": os.environ.get("NOTIFY_PUBLIC_URL", "http://localhost:8000").rstrip("/"),
+    "EMAIL_DELAY_SECONDS": env_int("NOTIFY_EMAIL_DELAY_SECONDS", 600),
+    "EMAIL_DIGEST_SECONDS": env_int("NOTIFY_EMAIL_DIGEST_SECONDS", 300),
+    "PUSH_DELAY_SECONDS": env_int("NOTIFY_PUSH_DELAY_SECONDS", 30),
+    "PUSH_TTL_SECONDS": env_int("NOTIFY_PUSH_TTL_SECONDS", 24 * 3600),
+    "VAPID_PUBLIC_KEY": os.environ.get("NOTIFY_VAPID_PUBLIC_KEY", ""),
+    "VAPID_PRIVATE_KEY": os.environ.get("NOTIFY_VAPID_PRIVATE_KEY", ""),
+    "VAPID_SUBJECT": os.environ.get("NOTIFY_VAPID_SUBJECT", "mailto:admin@localhost"),
+    # A subscription names the URL the server will POST to: only the browsers' push services.
+    "PUSH_ENDPOINT_HOSTS": env_list(
+        "NOTIFY_PUSH_ENDPOINT_HOSTS",
+        "fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com",
+    ),
+    "WORKER_POLL_SECONDS": float(os.environ.get("NOTIFY_WORKER_POLL_SECONDS", "2")),
 }
 
 LOGGING = {

@@ -5,6 +5,6 @@ subscriptions, API tokens, the per-user delivery view; listing.py holds what
 keeps the big lists fast (cheap counts, a date drill-down without full scans).
 """
 
-from . import notifications, streams, tokens, topics
+from . import away, notifications, streams, tokens, topics
 
-__all__ = ["notifications", "streams", "tokens", "topics"]
+__all__ = ["away", "notifications", "streams", "tokens", "topics"]

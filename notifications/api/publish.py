@@ -18,8 +18,9 @@ from ninja import Header, Router
 
 from .. import selectors, services
 from ..errors import NotFound
+from ..models import Scope
 from ..schemas import ERRORS, IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, PublishIn, PublishOut
-from .security import PUBLISH, Caller, caller
+from .security import PUBLISH, Caller, Forbidden, caller
 
 router = Router(tags=["publish"])
 
@@ -68,6 +69,8 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
             raise NotFound("unknown_recipient", f"no such user: {', '.join(missing[:10])}", fields={f"{where}users": "unknown user"})
         if item.topic and item.topic not in topics:
             raise NotFound("unknown_topic", f"no topic {item.topic!r}", fields={f"{where}topic": "unknown topic"})
+        if item.level == "error" and item.data.get("critical") is True and not (who.token and Scope.CRITICAL in who.token.scopes):
+            raise Forbidden("insufficient_scope", "marking a notification critical needs a token with the 'critical' scope")
         content = services.Content(
             title=item.title, body=item.body, kind=item.kind, data=item.data, url=item.url, level=item.level,
             expires_at=item.expires_at, actor_id=actor_id,

@@ -4,7 +4,18 @@ A module per subject; this package's namespace is what views, consumers, the API
 the admin and commands call (`services.notify(...)`).
 """
 
+from .away import Report, deliver_due
 from .delivery import ack, ack_many
+from .preferences import (
+    Choice,
+    Quiet,
+    add_push_subscription,
+    choices,
+    quiet_hours,
+    remove_push_subscription,
+    set_preferences,
+)
+from .preferences import unsubscribe as unsubscribe_by_token
 from .publish import (
     Content,
     Delivery,
@@ -22,14 +33,20 @@ from .retention import delete_notifications, prune
 from .topics import subscribe, unsubscribe
 
 __all__ = [
+    "Choice",
     "Content",
     "Delivery",
     "PublishRequest",
     "PublishResult",
+    "Quiet",
     "ReadResult",
+    "Report",
     "ack",
     "ack_many",
+    "add_push_subscription",
+    "choices",
     "delete_notifications",
+    "deliver_due",
     "mark_read",
     "mark_read_ids",
     "mark_unread",
@@ -39,8 +56,12 @@ __all__ = [
     "publish_many",
     "publish_to_everyone",
     "publish_to_topic",
+    "quiet_hours",
     "redeliver",
+    "remove_push_subscription",
+    "set_preferences",
     "subscribe",
     "topic_request",
     "unsubscribe",
+    "unsubscribe_by_token",
 ]

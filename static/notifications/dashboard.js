@@ -7,6 +7,7 @@
  * only ever goes through textContent; a link only for http(s) or a same-site path.
  */
 import { NotificationClient, State } from "./client.js";
+import { setupEnableButton, setupHiddenTabNotifications, setupTitle } from "./away.js";
 
 const config = JSON.parse(document.getElementById("notify-config").textContent);
 const client = new NotificationClient({ userId: config.userId, since: config.headSeq });
@@ -374,6 +375,9 @@ function setupOps() {
 
 for (const el of document.querySelectorAll("time[datetime]")) formatTime(el);
 setupHeader();
+setupTitle(client);
+setupHiddenTabNotifications(client);
+if (config.page === "preferences") setupEnableButton(config);
 if (config.page === "inbox") setupInbox();
 if (config.page === "compose") setupCompose();
 if (config.page === "ops") setupOps();

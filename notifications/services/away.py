@@ -1,0 +1,137 @@
+"""Away channels: find the notifications due on a channel, claim them, send, record — in one transaction.
+
+Due (docs/channels.md): no device acked it (above the delivered cursor), unread,
+unexpired, the channel's delay for its category passed, the recipient's
+preferences allow it (a critical one from a token with the `critical` scope
+overrides them) and no quiet hours hold it.
+
+Each user's work on a channel is claimed by locking their ChannelCursor row
+(SKIP LOCKED: several workers share users, never one user). The send happens
+while that transaction is open and the AwayDelivery rows are written in it, so
+a worker killed mid-send leaves no record and no cursor move: the next one
+sends again, and what a push or mail server had not accepted yet is sent once.
+The publish path does nothing for any of this; the worker finds due work by query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from .. import delivery, selectors
+from ..models import AwayDelivery, ChannelCursor, Notification, UserStream
+from .preferences import Policy, min_delay, policy
+
+ROWS_PER_USER = 200  # notifications looked at per user per round; the rest come next round
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class Report:
+    users: int = 0
+    sent: int = 0
+    failures: int = 0
+    more: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def deliver_due(*, channel: str, users: int = 100, now: datetime | None = None) -> Report:
+    """One round on a channel: up to `users` users with due work each get their due notifications sent."""
+    backend = delivery.BACKENDS[channel]
+    config = delivery.get_settings()
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=min_delay(channel=channel, channel_delay=backend.delay_seconds(config)))
+    streams = backend.reachable(UserStream.objects.all())
+    user_ids = selectors.away_candidates(channel=channel, streams=streams, cutoff=cutoff, now=now, limit=users)
+    report = Report(more=len(user_ids) == users)
+    for user_id in user_ids:
+        ChannelCursor.objects.get_or_create(user_id=user_id, channel=channel)
+        _deliver_user(backend, config, user_id, now, report)
+    return report
+
+
+def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user_id: int, now: datetime, report: Report) -> None:
+    with transaction.atomic():
+        cursor = ChannelCursor.objects.select_for_update(skip_locked=True).filter(user_id=user_id, channel=backend.name).first()
+        if cursor is None or (cursor.hold_until and cursor.hold_until > now):
+            return  # another worker has this user, or it waits
+        report.users += 1
+        head, delivered = UserStream.objects.filter(user_id=user_id).values_list("head_seq", "delivered_seq").get()
+        recorded = AwayDelivery.objects.filter(notification_id=OuterRef("pk"), channel=backend.name)
+        rows = list(
+            Notification.objects.filter(recipient_id=user_id, seq__gt=max(cursor.seq, delivered), seq__lte=head)
+            .exclude(Exists(recorded))
+            .select_related("topic")
+            .order_by("seq")[:ROWS_PER_USER]
+        )
+        rules = policy(user_id=user_id, channel=backend.name, channel_delay=backend.delay_seconds(config))
+        due, waits = _triage(rows, rules, cursor, backend, config, now)
+        outcome = delivery.Outcome()
+        if due:
+            user = get_user_model().objects.get(pk=user_id)
+            recipient = delivery.Recipient(user_id, user.get_username(), getattr(user, "email", "") or "")
+            outcome = backend.send(recipient=recipient, items=due, config=config)
+        _record(backend.name, outcome, now)
+        report.sent += len(outcome.sent)
+        pending = {i.seq for i in due if i.id not in outcome.sent and i.id not in outcome.dropped} | set(waits)
+        last = rows[-1].seq if len(rows) == ROWS_PER_USER else head
+        cursor.seq = max(cursor.seq, min(pending) - 1 if pending else last)
+        if outcome.retry:
+            cursor.failures += 1
+            report.failures += 1
+            report.errors.append(outcome.error)
+            cursor.hold_until = now + min(MAX_BACKOFF, timedelta(seconds=2**cursor.failures))
+        else:
+            cursor.failures = 0
+            cursor.hold_until = min(waits.values()) if waits else None
+        if outcome.sent:
+            cursor.last_sent_at = now
+        cursor.save(update_fields=["seq", "failures", "hold_until", "last_sent_at"])
+
+
+def _triage(
+    rows: list[Notification], rules: Policy, cursor: ChannelCursor, backend: delivery.Backend, config: delivery.AwaySettings, now: datetime
+) -> tuple[list[delivery.Item], dict[int, datetime]]:
+    """The due items, and {seq: when} for those not due yet. Read, expired and unwanted ones are neither."""
+    due: list[delivery.Item] = []
+    waits: dict[int, datetime] = {}
+    quiet_until = rules.quiet.until(now) if rules.quiet else None
+    for n in rows:
+        if n.read_at is not None or (n.expires_at is not None and n.expires_at <= now):
+            continue
+        topic = n.topic.slug if n.topic else None
+        critical = _critical(n)
+        verdict = rules.verdict(kind=n.kind, topic=topic)
+        if not (verdict.enabled or critical):
+            continue
+        ready_at = n.created_at + timedelta(seconds=verdict.delay_seconds)
+        if quiet_until and not critical:
+            ready_at = max(ready_at, quiet_until)
+        if ready_at > now:
+            waits[n.seq] = ready_at
+            continue
+        category = delivery.natural_category(n.kind, topic)
+        due.append(delivery.Item(n.id, n.seq, n.title, n.body, n.url, n.level, n.kind, topic, n.created_at, category))
+    if backend.digest and due and cursor.last_sent_at:
+        # One digest per window: what is due now waits for the window's end, and goes in one message.
+        window_end = cursor.last_sent_at + timedelta(seconds=config.email_digest_seconds)
+        if window_end > now:
+            waits.update({i.seq: window_end for i in due})
+            due = []
+    return due, waits
+
+
+def _critical(n: Notification) -> bool:
+    """Marked critical by its publisher; the API lets only a token with the `critical` scope mark one."""
+    return n.level == "error" and isinstance(n.data, dict) and n.data.get("critical") is True
+
+
+def _record(channel: str, outcome: delivery.Outcome, now: datetime) -> None:
+    rows = [AwayDelivery(notification_id=i, channel=channel, state=AwayDelivery.State.SENT, at=now) for i in outcome.sent]
+    rows += [AwayDelivery(notification_id=i, channel=channel, state=AwayDelivery.State.SKIPPED, at=now) for i in outcome.dropped]
+    AwayDelivery.objects.bulk_create(rows)

@@ -1,0 +1,36 @@
+// The service worker for Web Push (docs/channels.md): shows a pushed notification, and on click
+// focuses an open dashboard tab or opens the notification's link. Text is shown as text only.
+const SAFE = /^(?:https?:\/\/[^/?#]|\/(?!\/))/i;
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch {
+    data = { title: event.data ? event.data.text() : "New notification" };
+  }
+  const url = typeof data.url === "string" && SAFE.test(data.url) ? data.url : "/inbox/";
+  event.waitUntil(
+    self.registration.showNotification(String(data.title || "New notification"), {
+      body: String(data.body || ""),
+      tag: `notify-${data.seq ?? ""}`,
+      data: { url },
+    }),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const target = new URL(event.notification.data?.url || "/inbox/", self.location.origin).href;
+  event.waitUntil(
+    (async () => {
+      const tabs = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      const same = tabs.find((tab) => tab.url === target) || tabs.find((tab) => new URL(tab.url).origin === self.location.origin);
+      if (same) {
+        if (same.url !== target && "navigate" in same) await same.navigate(target);
+        return same.focus();
+      }
+      return self.clients.openWindow(target);
+    })(),
+  );
+});
