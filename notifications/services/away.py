@@ -51,15 +51,17 @@ def deliver_due(*, channel: str, users: int = 100, now: datetime | None = None) 
     report = Report(more=len(user_ids) == users)
     for user_id in user_ids:
         ChannelCursor.objects.get_or_create(user_id=user_id, channel=channel)
-        _deliver_user(backend, config, user_id, now, report)
+        while _deliver_user(backend, config, user_id, now, report):
+            pass
     return report
 
 
-def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user_id: int, now: datetime, report: Report) -> None:
+def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user_id: int, now: datetime, report: Report) -> bool:
+    """One claim-send-record transaction for a user. True if more of theirs is due now (a non-digest channel)."""
     with transaction.atomic():
         cursor = ChannelCursor.objects.select_for_update(skip_locked=True).filter(user_id=user_id, channel=backend.name).first()
         if cursor is None or (cursor.hold_until and cursor.hold_until > now):
-            return  # another worker has this user, or it waits
+            return False  # another worker has this user, or it waits
         report.users += 1
         head, delivered = UserStream.objects.filter(user_id=user_id).values_list("head_seq", "delivered_seq").get()
         recorded = AwayDelivery.objects.filter(notification_id=OuterRef("pk"), channel=backend.name)
@@ -71,6 +73,10 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
         )
         rules = policy(user_id=user_id, channel=backend.name, channel_delay=backend.delay_seconds(config))
         due, waits = _triage(rows, rules, cursor, backend, config, now)
+        # One message per transaction on a non-digest channel: a worker killed mid-send can
+        # repeat only the one in flight, never ones the push service took earlier in the batch.
+        later = [] if backend.digest else due[1:]
+        due = due[: len(due) - len(later)]
         outcome = delivery.Outcome()
         if due:
             user = get_user_model().objects.get(pk=user_id)
@@ -78,7 +84,7 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
             outcome = backend.send(recipient=recipient, items=due, config=config)
         _record(backend.name, outcome, now)
         report.sent += len(outcome.sent)
-        pending = {i.seq for i in due if i.id not in outcome.sent and i.id not in outcome.dropped} | set(waits)
+        pending = {i.seq for i in due if i.id not in outcome.sent and i.id not in outcome.dropped} | {i.seq for i in later} | set(waits)
         last = rows[-1].seq if len(rows) == ROWS_PER_USER else head
         cursor.seq = max(cursor.seq, min(pending) - 1 if pending else last)
         if outcome.retry:
@@ -92,6 +98,7 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
         if outcome.sent:
             cursor.last_sent_at = now
         cursor.save(update_fields=["seq", "failures", "hold_until", "last_sent_at"])
+    return bool(later) and not outcome.retry
 
 
 def _triage(
