@@ -69,9 +69,9 @@ export function setupEnableButton(config) {
       say("Notifications are on while a tab is open.");
       return;
     }
-    const registration = await navigator.serviceWorker.register(SW_URL, { type: "classic" });
-    globalThis.notifyServiceWorker = registration;
     try {
+      const registration = await navigator.serviceWorker.register(SW_URL, { type: "classic" });
+      globalThis.notifyServiceWorker = registration;
       const subscription = await registration.pushManager.subscribe({
         userVisibleOnly: true,
         applicationServerKey: b64urlToBytes(config.vapidPublicKey),
