@@ -99,7 +99,8 @@ CONFIG = '<script id="notify-config" type="application/json">{"userId": 1, "head
 
 @pytest.fixture
 def dashboard_page() -> Iterator[Page]:
-    scripts = {name: (ROOT / "static" / "notifications" / name).read_text() for name in ("client.js", "dashboard.js")}
+    # dashboard.js and every module it imports, as the server would serve them.
+    scripts = {path.name: path.read_text() for path in (ROOT / "static" / "notifications").glob("*.js")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=["--no-sandbox"])
         page = browser.new_page()
