@@ -379,3 +379,54 @@ async def test_client_takes_reset_and_reconnects_from_its_cursor(script: tuple[S
     assert [n.seq for n in got] == [11, 12]
     assert s.urls == ["/ws/notifications/?batch=1&since=3", "/ws/notifications/?batch=1&since=11"]
     assert "reset" in events and listener.connections == 2
+
+
+def test_reconnect_delay_is_full_jitter_from_the_first_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifications.client import listener as module
+
+    bounds: list[tuple[float, float]] = []
+
+    def highest(low: float, high: float) -> float:
+        bounds.append((low, high))
+        return high
+
+    monkeypatch.setattr(module.random, "uniform", highest)
+    ceilings = [module.reconnect_delay(n, base=1.0, cap=30.0) for n in range(1, 8)]
+    assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert {low for low, _ in bounds} == {0}
+    monkeypatch.undo()
+    # Spread over [0, base], with no pile anywhere: a storm of first retries comes back evenly.
+    firsts = sorted(module.reconnect_delay(1, base=1.0, cap=30.0) for _ in range(2000))
+    assert 0 <= firsts[0] < 0.02 and 0.98 < firsts[-1] <= 1.0
+    assert 0.2 < firsts[500] < 0.3 and 0.45 < firsts[1000] < 0.55 and 0.7 < firsts[1500] < 0.8
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_the_first_retry_after_a_1012_is_jittered_over_the_base(script: tuple[Script, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifications.client import listener as module
+
+    s, url = script
+    retries: list[int] = []
+
+    def at_once(retry: int, *, base: float, cap: float) -> float:
+        retries.append(retry)
+        return 0.0
+
+    monkeypatch.setattr(module, "reconnect_delay", at_once)
+
+    async def draining(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(2))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 2, "replayed": 0, "more": False}))
+        await ws.close(1012, "server restarting")
+
+    async def back(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(3))
+        await ws.send(note(3))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 3, "replayed": 1, "more": False}))
+        await ws.wait_closed()
+
+    s.handlers += [draining, back]
+    async with Listener(url, token="ntf_x", since=2) as listener:
+        got = await take(listener, 1)
+    assert [n.seq for n in got] == [3]
+    assert retries == [1]  # the first retry: a random wait in [0, backoff_base]

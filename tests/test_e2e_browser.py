@@ -500,7 +500,7 @@ window.until = (test, ms = 5000) => new Promise((resolve, reject) => {
 });
 """
 
-CLIENT_JS = (ROOT / "static" / "notifications" / "client.js").read_text()
+STATIC_JS = ROOT / "static" / "notifications"  # client.js and the modules it imports
 
 
 @pytest.fixture
@@ -510,8 +510,9 @@ def client_page() -> Iterator[Page]:
         page = b.new_page()
 
         def serve(route: Any) -> None:
-            if route.request.url.endswith("/client.js"):
-                route.fulfill(body=CLIENT_JS, content_type="text/javascript")
+            name = route.request.url.rsplit("/", 1)[-1]
+            if name in ("client.js", "tabs.js"):
+                route.fulfill(body=(STATIC_JS / name).read_text(), content_type="text/javascript")
             else:
                 route.fulfill(body="<!doctype html><title>client.js</title>", content_type="text/html")
 
@@ -646,7 +647,7 @@ def test_client_stops_on_4401_and_keeps_the_backoff_within_full_jitter_bounds(cl
         await new Promise((r) => setTimeout(r, 300));
         const afterLogout = { sockets: FakeSocket.all.length, state: c.state, events };
 
-        // Full jitter: the n-th wait is uniform in [0, min(max, base * 2^n)), at least minMs.
+        // Full jitter: the n-th wait is uniform in [minMs, min(max, base * 2^n)).
         const waits = [];
         const d = new NotificationClient({ url: "ws://client.test/ws", WebSocket: FakeSocket,
                                            backoff: { minMs: 250, baseMs: 1000, maxMs: 8000 } });
@@ -662,7 +663,7 @@ def test_client_stops_on_4401_and_keeps_the_backoff_within_full_jitter_bounds(cl
     waits = [round(w) for w in result["waits"]]
     assert waits[:5] == [999, 1998, 3996, 7992, 7992]  # doubling ceiling, capped
     assert waits[5] == 250  # never below minMs
-    assert waits[6] == 4000  # half of the capped ceiling
+    assert waits[6] == 4125  # half way between minMs and the capped ceiling
     assert waits[7] >= 5000  # rate limited: at least rateLimitedMs
 
 

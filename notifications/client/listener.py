@@ -30,6 +30,15 @@ TicketSource = Callable[[], str | Awaitable[str]]
 EventHandler = Callable[[dict[str, Any]], None]
 
 
+def reconnect_delay(retry: int, *, base: float, cap: float) -> float:
+    """Full jitter: the n-th retry in a row (n >= 1) waits a uniform random time in [0, min(cap, base * 2**(n-1))].
+
+    The first retry after a drop is spread too: clients cut off together (a
+    server draining with 1012, a network blip) do not come back together.
+    """
+    return random.uniform(0, min(cap, base * 2 ** (retry - 1)))
+
+
 class Listener:
     """A live, gap-free stream of one user's notifications (protocol v1), with resume, acks and reconnects.
 
@@ -51,7 +60,7 @@ class Listener:
         on_event: EventHandler | None = None,
         ack_interval: float = 1.0,
         ack_every: int = 100,
-        backoff_base: float = 0.25,
+        backoff_base: float = 1.0,  # as client.js: the first retry within 1 s, then 2, 4... up to backoff_max
         backoff_max: float = 30.0,
         queue_size: int = 1000,
         open_timeout: float = 10.0,
@@ -152,7 +161,7 @@ class Listener:
     # --- the connection loop -----------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
+        retry = 0
         while not self._closed:
             self._set_state("connecting")
             welcomed_before = self.connections
@@ -184,9 +193,8 @@ class Listener:
                 break
             log.info("socket closed (%s); reconnecting from seq %s", code, self.cursor)
             # A socket that got as far as `welcome` starts the backoff over, unless it was closed for its rate.
-            attempt = 1 if self.connections > welcomed_before and code != CLOSE_RATE_LIMITED else attempt + 1
-            # Full jitter: a fleet of clients cut off together does not come back together.
-            await asyncio.sleep(random.uniform(0, min(self._backoff_max, self._backoff_base * 2**attempt)))
+            retry = 1 if self.connections > welcomed_before and code != CLOSE_RATE_LIMITED else retry + 1
+            await asyncio.sleep(reconnect_delay(retry, base=self._backoff_base, cap=self._backoff_max))
 
     async def _connect_args(self) -> tuple[str, dict[str, str]]:
         query: dict[str, Any] = {"batch": 1}  # we read `batch` frames (several notifications in one)

@@ -6,7 +6,8 @@
  * socket every notification is handed to `on("notification")` once, in seq
  * order: it resumes from the cursor on every reconnect, asks again on a gap,
  * drops duplicates, acks in batches, and keeps the unread count in step with
- * every other device of the user. API: docs/client.md.
+ * every other device of the user. The tabs of one user share one socket: one
+ * tab leads and relays its frames to the others (tabs.js). API: docs/client.md.
  *
  *   import { NotificationClient } from "/static/notifications/client.js";
  *   const client = new NotificationClient({ userId: 7, since: 41 });
@@ -14,6 +15,8 @@
  *   client.on("state", ({ state, retryIn }) => indicator(state, retryIn));
  *   client.connect();
  */
+
+import { TabGroup, tabsSupported } from "./tabs.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -24,6 +27,9 @@ export const State = Object.freeze({
   LIVE: "live", // connected and caught up
   OFFLINE: "offline", // no socket: retrying after `retryIn` s, or waiting (network down, logged out, closed)
 });
+
+/** Who holds the socket: this client alone, this tab for every tab of the user, or another tab. */
+export const Role = Object.freeze({ SOLO: "solo", LEADER: "leader", FOLLOWER: "follower" });
 
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_FORBIDDEN = 4403;
@@ -41,6 +47,7 @@ const DEFAULTS = Object.freeze({
   ackEvery: 100, // ...or sooner when this many are unacked
   requestTimeoutMs: 10000,
   connectTimeoutMs: 10000,
+  shareAcrossTabs: null, // one socket for every tab of the user; default: on when userId is set and no WebSocket is injected
   WebSocket: null, // default: globalThis.WebSocket (tests may inject one)
 });
 
@@ -68,8 +75,11 @@ export class NotificationClient {
     this.storage = this.options.storage || localStorageOrNull();
     this.WebSocket = this.options.WebSocket || globalThis.WebSocket;
     this.handlers = new Map();
+    const share = this.options.shareAcrossTabs ?? !this.options.WebSocket;
+    this._share = Boolean(share) && this.options.userId != null && tabsSupported();
 
     this.state = State.OFFLINE;
+    this.role = Role.SOLO;
     this.cursor = this.options.since ?? this._loadCursor();
     this.unread = null;
     this.retryIn = null; // seconds until the next attempt while a reconnect is scheduled
@@ -95,11 +105,17 @@ export class NotificationClient {
     this._lastFrameAt = 0;
     this._heartbeatS = 25;
     this._ref = 0;
+    this._refPrefix = `c${Math.random().toString(36).slice(2, 7)}-`; // tabs share a socket: refs must not collide
     this._pending = new Map();
+    this._stateReason = null;
+    this._tabs = null;
+    this._leaderCursor = null; // a follower: the leader's cursor before the frame being relayed
+    this._ownResume = false; // a follower behind the leader: its own resume is on the way
+    this._lastSynced = null; // ...and the last `synced` seen since (it answers that resume once the reply comes)
     this._onOnline = () => this.reconnectNow();
     this._onOffline = () => this._drop("network offline");
     this._onVisible = () => {
-      if (globalThis.document?.visibilityState === "visible" && !this._ws && !this._stopped) this.reconnectNow();
+      if (globalThis.document?.visibilityState === "visible" && !this._ws && !this._stopped && this.state === State.OFFLINE) this.reconnectNow();
     };
   }
 
@@ -127,10 +143,15 @@ export class NotificationClient {
   }
 
   _setState(state, extra = {}) {
-    const changed = state !== this.state || extra.retryIn !== this.retryIn;
+    const retryIn = extra.retryIn ?? null;
+    if (state === this.state && retryIn === this.retryIn) return;
     this.state = state;
-    this.retryIn = extra.retryIn ?? null;
-    if (changed) this._emit("state", { state, retryIn: this.retryIn, attempt: this.attempt, reason: extra.reason ?? null });
+    this.retryIn = retryIn;
+    this._stateReason = extra.reason ?? null;
+    const payload = { state, retryIn, attempt: this.attempt, reason: this._stateReason };
+    // The socket's own states; a follower works out syncing and live from the frames themselves.
+    if (this.role === Role.LEADER && (state === State.CONNECTING || state === State.OFFLINE)) this._tabs.post({ k: "socket", ...payload });
+    this._emit("state", payload);
   }
 
   // --- lifecycle -----------------------------------------------------------------------
@@ -141,7 +162,8 @@ export class NotificationClient {
     globalThis.addEventListener?.("online", this._onOnline);
     globalThis.addEventListener?.("offline", this._onOffline);
     globalThis.document?.addEventListener?.("visibilitychange", this._onVisible);
-    this._open();
+    if (this._share) this._joinTabs();
+    else this._open();
     return this;
   }
 
@@ -152,12 +174,18 @@ export class NotificationClient {
     globalThis.removeEventListener?.("offline", this._onOffline);
     globalThis.document?.removeEventListener?.("visibilitychange", this._onVisible);
     this._clearRetry();
+    this._leaveTabs();
     this._drop("closed by the page");
   }
 
   /** Skip the backoff wait (the network came back, the user clicked "retry"). */
   reconnectNow() {
-    if (this._stopped || this._ws) return;
+    if (this._stopped) return;
+    if (this.role === Role.FOLLOWER) {
+      this._tabs.post({ k: "reconnect" }, this._tabs.leader);
+      return;
+    }
+    if (this._ws) return;
     this.attempt = 0;
     this._clearRetry();
     this._open();
@@ -178,6 +206,7 @@ export class NotificationClient {
     this._ahead.clear();
     this._lastSeen = null;
     this._setState(State.CONNECTING);
+    if (this.role === Role.LEADER) this._tabs.post({ k: "opening" });
     let ws;
     try {
       ws = new this.WebSocket(url.toString());
@@ -225,15 +254,15 @@ export class NotificationClient {
     this._stopWatchdog();
     clearTimeout(this._ackTimer);
     this._ackTimer = null;
-    for (const [, pending] of this._pending) pending.reject(new Error("disconnected"));
-    this._pending.clear();
+    this._rejectPending();
+    if (this.role === Role.LEADER) this._tabs.post({ k: "closed", code, reason });
     this._emit("disconnected", { code, reason });
-    if (this._stopped) {
+    if (this.role === Role.FOLLOWER) {
+      // It stepped down: another tab's socket serves this one now.
+    } else if (this._stopped) {
       this._setState(State.OFFLINE, { reason: "closed" });
     } else if (NO_RETRY.has(code)) {
-      this._stopped = true;
-      this._setState(State.OFFLINE, { reason: code === CLOSE_UNAUTHENTICATED ? "unauthenticated" : "forbidden" });
-      this._emit("unauthenticated", { code });
+      this._loggedOut(code);
     } else if (globalThis.navigator && globalThis.navigator.onLine === false) {
       this._setState(State.OFFLINE, { reason: "network offline" });
     } else {
@@ -241,11 +270,28 @@ export class NotificationClient {
     }
   }
 
-  /** Exponential backoff with full jitter: a random wait in [0, min(max, base * 2^attempt)). */
+  _rejectPending() {
+    for (const [, pending] of this._pending) pending.reject(new Error("disconnected"));
+    this._pending.clear();
+  }
+
+  /** Closed with 4401/4403: stop, and leave the tabs' election so that a page opened after a new login starts afresh. */
+  _loggedOut(code) {
+    this._stopped = true;
+    this._leaveTabs();
+    this._setState(State.OFFLINE, { reason: code === CLOSE_UNAUTHENTICATED ? "unauthenticated" : "forbidden" });
+    this._emit("unauthenticated", { code });
+  }
+
+  /**
+   * Exponential backoff with full jitter: a random wait in [minMs, min(max, base * 2^attempt)).
+   * Uniform from the first retry on, with no pile at minMs: clients cut off together
+   * (a server draining with 1012, a network blip) come back spread out.
+   */
   _scheduleReconnect(code) {
     const { minMs, baseMs, maxMs } = this.options.backoff;
     const ceiling = Math.min(maxMs, baseMs * 2 ** this.attempt);
-    let delay = Math.max(minMs, Math.random() * ceiling);
+    let delay = minMs + Math.random() * Math.max(0, ceiling - minMs);
     if (code === CLOSE_RATE_LIMITED) delay = Math.max(delay, this.options.rateLimitedMs);
     this.attempt += 1;
     const due = Date.now() + delay;
@@ -290,9 +336,14 @@ export class NotificationClient {
   _onMessage(ws, event) {
     if (ws !== this._ws) return;
     this._lastFrameAt = Date.now();
+    if (this.role === Role.LEADER) this._tabs.post({ k: "frames", data: event.data, base: this.cursor });
+    this._onData(event.data);
+  }
+
+  _onData(data) {
     let frame;
     try {
-      frame = JSON.parse(event.data);
+      frame = JSON.parse(data);
     } catch {
       return;
     }
@@ -331,6 +382,7 @@ export class NotificationClient {
         return this._settle(frame.ref, frame.ok ? null : frame, frame);
       case "error":
         if (frame.ref !== undefined && this._pending.has(frame.ref)) return this._settle(frame.ref, frame, frame);
+        if (frame.ref !== undefined && !String(frame.ref).startsWith(this._refPrefix)) return undefined; // another tab's
         return this._emit("error", frame);
       case "pong":
         return frame.ref === undefined ? undefined : this._settle(frame.ref, null, frame);
@@ -411,11 +463,19 @@ export class NotificationClient {
     this._drain();
   }
 
-  _onSynced(frame) {
+  /** `answered`: a follower's own resume was answered, and this was the last `synced` before the answer. */
+  _onSynced(frame, answered = false) {
+    if (!answered && this._isBehind()) {
+      // The leader's replay began past this tab's cursor: it cannot close this tab's gap.
+      if (this._ownResume) this._lastSynced = frame;
+      else this._resume();
+      return;
+    }
     if (frame.more) {
       // A page ends at the last seq it carried; ask again from there.
       if (this._lastSeen !== null) this._settleUpTo(this._lastSeen);
-      this._send({ type: "resume", since: this.cursor });
+      if (this.role === Role.FOLLOWER) this._resume();
+      else this._send({ type: "resume", since: this.cursor });
       return;
     }
     // Seqs up to the head that the replay skipped have expired: the head is ours.
@@ -445,7 +505,9 @@ export class NotificationClient {
   }
 
   _resume() {
-    if (this._syncing || !this._welcomed || this.cursor === null) return;
+    if (!this._welcomed || this.cursor === null) return;
+    if (this.role === Role.FOLLOWER) return this._followerResume();
+    if (this._syncing) return;
     this._syncing = true;
     this._synced = 0;
     this._setState(State.SYNCING);
@@ -483,6 +545,175 @@ export class NotificationClient {
     this._storeCursor();
   }
 
+  // --- tabs: one socket for every tab of the user ------------------------------------------
+  // The leader posts every frame its socket receives, with its cursor before it; each
+  // tab applies them with its own cursor, so each keeps its own de-duplication and gaps.
+  // Followers post to the leader what they would send (read marks, requests, a resume
+  // when they are behind it). Messages: {k: "frames" | "opening" | "socket" | "closed" |
+  // "status" | "refused"} from the leader, {k: "hello" | "send" | "reconnect"} to it.
+
+  _joinTabs() {
+    this.role = Role.FOLLOWER; // until the election says otherwise
+    this._setState(State.CONNECTING);
+    this._tabs = new TabGroup(`notifications:${this.options.userId}`, {
+      lead: () => this._lead(),
+      follow: (leader) => this._follow(leader),
+      message: (body, from) => (this.role === Role.LEADER ? this._fromFollower(body, from) : this._fromLeader(body)),
+    });
+    this._tabs.start();
+  }
+
+  _leaveTabs() {
+    if (!this._tabs) return;
+    this._tabs.leave();
+    this._tabs = null;
+    if (this.role === Role.FOLLOWER) this._forgetSocket();
+    this.role = Role.SOLO;
+  }
+
+  _lead() {
+    this._forgetSocket();
+    this.role = Role.LEADER;
+    // From this tab's own cursor: it holds everything up to it, whatever the last leader held.
+    if (!this._stopped) this._open();
+  }
+
+  _follow(leader) {
+    const wasLeader = this.role === Role.LEADER;
+    this.role = Role.FOLLOWER;
+    if (wasLeader) {
+      // The fallback election settled on an older tab: its socket serves this one now.
+      this._clearRetry();
+      this._drop("another tab holds the socket");
+    }
+    this._forgetSocket();
+    this._setState(State.CONNECTING);
+    this._tabs.post({ k: "hello" }, leader);
+  }
+
+  /** What this tab knew through the last leader's socket: a new socket brings it again. */
+  _forgetSocket() {
+    this._welcomed = false;
+    this._syncing = false;
+    this._synced = 0;
+    this._sinceSynced = 0;
+    this._ahead.clear();
+    this._lastSeen = null;
+    this._leaderCursor = null;
+    this._ownResume = false;
+    this._lastSynced = null;
+    this._rejectPending();
+  }
+
+  _fromFollower(body, from) {
+    switch (body.k) {
+      case "hello":
+        return this._tabs.post(this._status(), from);
+      case "send":
+        if (!this._send(body.frame) && body.frame.ref !== undefined) this._tabs.post({ k: "refused", ref: body.frame.ref }, from);
+        return undefined;
+      case "reconnect":
+        return this.reconnectNow();
+      default:
+        return undefined;
+    }
+  }
+
+  _fromLeader(body) {
+    switch (body.k) {
+      case "frames":
+        this._leaderCursor = body.base;
+        return this._onData(body.data);
+      case "opening":
+        this._forgetSocket();
+        this._syncing = this.cursor !== null; // the socket opens with since: a replay follows its welcome
+        return undefined;
+      case "socket":
+        this.attempt = body.attempt;
+        this._setState(body.state, body);
+        if (body.retryIn !== null) this._emit("countdown", { seconds: body.retryIn });
+        return undefined;
+      case "closed":
+        this._forgetSocket();
+        this._emit("disconnected", { code: body.code, reason: body.reason });
+        if (NO_RETRY.has(body.code)) this._loggedOut(body.code);
+        return undefined;
+      case "status":
+        return this._applyStatus(body);
+      case "refused":
+        return this._settle(body.ref, new Error("not connected"));
+      default:
+        return undefined;
+    }
+  }
+
+  /** The leader's answer to a tab that just joined: where its socket stands. */
+  _status() {
+    return {
+      k: "status",
+      welcomed: this._welcomed,
+      state: this.state,
+      retryIn: this.retryIn,
+      reason: this._stateReason,
+      attempt: this.attempt,
+      cursor: this.cursor,
+      heartbeatS: this._heartbeatS,
+      unread: this.unread,
+      unreadBase: this._unreadBase,
+      recentUnread: this._recentUnread,
+    };
+  }
+
+  _applyStatus(status) {
+    this._leaderCursor = status.cursor;
+    this.attempt = status.attempt;
+    if (!status.welcomed) {
+      this._setState(status.state, status);
+      return;
+    }
+    if (this._welcomed) return; // the relayed welcome came first
+    this._welcomed = true;
+    this._heartbeatS = status.heartbeatS;
+    this._unreadBase = status.unreadBase;
+    this._recentUnread = [...status.recentUnread];
+    this._setUnread(status.unread);
+    if (this.cursor === null && status.cursor !== null) this._setCursor(status.cursor);
+    if (this._isBehind() || status.state === State.SYNCING) this._resume();
+    else this._setState(status.state);
+  }
+
+  _isBehind() {
+    return this.role === Role.FOLLOWER && this.cursor !== null && this._leaderCursor !== null && this.cursor < this._leaderCursor;
+  }
+
+  _followerResume() {
+    if (!this._syncing) {
+      this._syncing = true;
+      this._synced = 0;
+      this._setState(State.SYNCING);
+    }
+    // Not behind the leader: it meets the same gap, and its replay reaches this tab too.
+    if (!this._isBehind() || this._ownResume) return;
+    // Behind it (this page was rendered before the leader's last frames): a replay from this
+    // tab's cursor, with a ref, whose reply says the replay has been sent.
+    this._ownResume = true;
+    this._lastSynced = null;
+    this.request({ type: "resume", since: this.cursor }).then(
+      () => this._ownResumeAnswered(),
+      () => {
+        this._ownResume = false; // the next gap, heartbeat or synced asks again
+      },
+    );
+  }
+
+  _ownResumeAnswered() {
+    const synced = this._lastSynced;
+    this._ownResume = false;
+    this._lastSynced = null;
+    // Nothing left to do if the leader's own frames caught this tab up meanwhile, or a reset answered.
+    if (this._syncing && synced) this._onSynced(synced, true);
+  }
+
   // --- cursor storage ------------------------------------------------------------------
 
   _storageKey() {
@@ -509,13 +740,21 @@ export class NotificationClient {
   // --- frames out ------------------------------------------------------------------------
 
   _send(frame) {
+    if (this.role === Role.FOLLOWER) {
+      if (!this._welcomed) return false;
+      this._tabs.post({ k: "send", frame }, this._tabs.leader);
+      return true;
+    }
     const ws = this._ws;
     if (!ws || ws.readyState !== 1 || !this._welcomed) return false;
     ws.send(JSON.stringify(frame));
     return true;
   }
 
+  // The leader acks for every tab: they are all sent the same frames, so a follower's
+  // cursor is never ahead of the leader's, and its acks would only cost the server frames.
   _scheduleAck() {
+    if (this.role === Role.FOLLOWER) return;
     if (this.cursor - this._acked >= this.options.ackEvery) {
       this._flushAck();
     } else if (!this._ackTimer) {
@@ -526,6 +765,7 @@ export class NotificationClient {
   _flushAck() {
     clearTimeout(this._ackTimer);
     this._ackTimer = null;
+    if (this.role === Role.FOLLOWER) return;
     if (this.cursor !== null && this.cursor > this._acked && this._send({ type: "ack", seq: this.cursor })) {
       this._acked = this.cursor;
     }
@@ -533,7 +773,7 @@ export class NotificationClient {
 
   /** Send a frame with a ref; resolves with the `reply`, rejects on an error reply, timeout or disconnect. */
   request(frame) {
-    const ref = `c${++this._ref}`;
+    const ref = `${this._refPrefix}${++this._ref}`;
     return new Promise((resolve, reject) => {
       if (!this._send({ ...frame, ref })) {
         reject(new Error("not connected"));
