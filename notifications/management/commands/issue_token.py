@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from notifications import auth
 from notifications.errors import ServiceError
+from notifications.models import Scope
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
-        parser.add_argument("--scopes", default="publish,read", help="comma-separated: publish, read")
+        parser.add_argument("--scopes", default="publish,read", help="comma-separated, from: " + ", ".join(Scope.values))
         parser.add_argument("--name", default="", help="what the token is for")
 
     def handle(self, *args: Any, **options: Any) -> None:
