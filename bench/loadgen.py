@@ -17,6 +17,10 @@ Each socket speaks its peer's framing (`kind`):
 A notification's publish index is `n` (ours: data.n) and the publisher's
 monotonic clock at the publish call is `t` (ours: data.t). CLOCK_MONOTONIC is
 one clock for every process on the machine, so `receipt - t` is a latency.
+
+Sockets connected with `retry` (the storm) behave as client.js does when theirs
+closes: reconnect after its backoff, with ?since= their cursor, a failed attempt
+(refused while the server is down) backing off further.
 """
 
 from __future__ import annotations
@@ -24,19 +28,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import sys
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 # Acks like static/notifications/client.js: cumulative, at most ACK_INTERVAL after the first
 # unacked notification, or at once when ACK_EVERY are unacked (BENCH_ACK_MS / BENCH_ACK_EVERY).
 ACK_EVERY = int(os.environ.get("BENCH_ACK_EVERY", "100"))
 ACK_INTERVAL = int(os.environ.get("BENCH_ACK_MS", "1000")) / 1000
 CONNECT_TIMEOUT = 30.0
+# client.js's default backoff: a wait uniform in [MIN, min(MAX, BASE * 2^attempt)), attempt 0 on the first retry.
+BACKOFF_MIN, BACKOFF_BASE, BACKOFF_MAX = 0.25, 1.0, 30.0
+
+
+def backoff_delay(attempt: int) -> float:
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempt, 30))
+    return BACKOFF_MIN + random.random() * max(0.0, ceiling - BACKOFF_MIN)
 
 
 def _check_loopback(url: str) -> None:
@@ -48,21 +62,33 @@ def _check_loopback(url: str) -> None:
 class Sock:
     """One client socket and what it has seen since the last `mark`."""
 
-    __slots__ = ("acked", "dups", "first_n", "head", "kind", "last_seq", "lat", "received", "seen_n", "synced", "unacked", "ws")
+    __slots__ = (
+        "acked", "attempt", "attempts", "done_at", "dups", "failed", "first_n", "from_seq", "gaps", "head", "kind", "last_seq",
+        "lat", "received", "retry", "seen_n", "synced", "unacked", "want", "ws",
+    )  # fmt: skip
 
-    def __init__(self, ws: ClientConnection, kind: str) -> None:
+    def __init__(self, ws: ClientConnection, kind: str, retry: bool = False) -> None:
         self.ws = ws
         self.kind = kind
+        self.retry = retry  # reconnects when closed, as client.js does
         self.last_seq = 0  # ours: highest seq held (client de-dup cursor)
         self.acked = 0
         self.unacked = 0
         self.head = 0
         self.received = 0  # distinct notifications since mark
         self.dups = 0
+        self.gaps = 0  # a seq past last_seq + 1 (client.js would resume; here it counts as a loss)
         self.seen_n: set[int] = set()
         self.first_n = 0
         self.lat: list[float] = []
         self.synced: asyncio.Event = asyncio.Event()
+        # The storm (`mark` with storm=n): n more after from_seq, then `synced`, at done_at.
+        self.want = 0
+        self.from_seq = 0
+        self.done_at = 0.0
+        self.attempt = 0  # client.js's backoff exponent: 0 again on every welcome
+        self.attempts = 0  # reconnect attempts since mark, and how many of them failed
+        self.failed = 0
 
 
 class Worker:
@@ -76,6 +102,9 @@ class Worker:
         self.errors: list[str] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.ack_task: asyncio.Task[None] | None = None
+        self.attempt_times: list[float] = []  # storm: when each reconnect attempt began, since mark
+        self.closes: Counter[str] = Counter()  # storm: close codes of the sockets the server dropped
+        self.failures: Counter[str] = Counter()  # storm: why reconnect attempts failed
 
     # --- connecting -----------------------------------------------------------
 
@@ -89,10 +118,13 @@ class Worker:
         failures: list[str] = []
         opened: list[Sock] = []
 
+        retry = bool(cmd.get("retry"))
+
         async def one(token: str | None) -> None:
             async with gate:
                 try:
-                    opened.append(await asyncio.wait_for(self._open(url, kind, token, cmd.get("since")), CONNECT_TIMEOUT))
+                    sock = await asyncio.wait_for(self._open(url, kind, token, cmd.get("since"), retry), CONNECT_TIMEOUT)
+                    opened.append(sock)
                 except Exception as e:
                     failures.append(f"{type(e).__name__}: {e}"[:200])
 
@@ -104,7 +136,18 @@ class Worker:
             self.ack_task = asyncio.create_task(self._ack_loop())
         return {"connected": len(opened), "failed": len(failures), "errors": failures[:3], "t0": t0, "t1": t1}
 
-    async def _open(self, url: str, kind: str, token: str | None, since: int | None) -> Sock:
+    async def _open(self, url: str, kind: str, token: str | None, since: int | None, retry: bool = False) -> Sock:
+        ws, head = await self._handshake(url, kind, token, since)
+        sock = Sock(ws, kind, retry)
+        if kind != "socketio":
+            sock.head = head
+            sock.last_seq = sock.acked = head if since is None else since
+        reader = self._reconnecting(sock, url, token) if retry else self._reader(sock)
+        self.tasks.append(asyncio.create_task(reader))
+        return sock
+
+    async def _handshake(self, url: str, kind: str, token: str | None, since: int | None) -> tuple[ClientConnection, int]:
+        """Open a socket and read its opening frames; the welcome's head_seq (0 for socketio)."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         if kind == "socketio":
             url = url + "?EIO=4&transport=websocket"
@@ -113,23 +156,40 @@ class Worker:
             url = f"{url}?batch=1" if since is None else f"{url}?batch=1&since={since}"
         options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_queue": None, "open_timeout": CONNECT_TIMEOUT}
         ws = await connect(url, additional_headers=headers, **options)
-        sock = Sock(ws, kind)
-        if kind == "socketio":
-            opening = await ws.recv()
-            assert isinstance(opening, str) and opening.startswith("0"), opening
-            await ws.send("40")
-            while True:
-                frame = await ws.recv()
-                if isinstance(frame, str) and frame.startswith("40"):
-                    break
-        else:
+        try:
+            if kind == "socketio":
+                opening = await ws.recv()
+                assert isinstance(opening, str) and opening.startswith("0"), opening
+                await ws.send("40")
+                while True:
+                    frame = await ws.recv()
+                    if isinstance(frame, str) and frame.startswith("40"):
+                        return ws, 0
             welcome = orjson.loads(await ws.recv())
             if welcome.get("type") != "welcome":
                 raise RuntimeError(f"first frame is not welcome: {welcome}")
-            sock.head = int(welcome.get("head_seq", 0))
-            sock.last_seq = sock.acked = sock.head if since is None else since
-        self.tasks.append(asyncio.create_task(self._reader(sock)))
-        return sock
+            return ws, int(welcome.get("head_seq", 0))
+        except BaseException:
+            ws.transport.abort()
+            raise
+
+    async def _reconnecting(self, sock: Sock, url: str, token: str | None) -> None:
+        """client.js's loop: read until the socket closes, then back off and reconnect with ?since= the cursor."""
+        while True:
+            await self._reader(sock)
+            self.closes[str(sock.ws.close_code or 1006)] += 1
+            while True:
+                await asyncio.sleep(backoff_delay(sock.attempt))
+                sock.attempt += 1
+                sock.attempts += 1
+                self.attempt_times.append(time.monotonic())
+                try:
+                    sock.ws, sock.head = await asyncio.wait_for(self._handshake(url, sock.kind, token, sock.last_seq), CONNECT_TIMEOUT)
+                    break
+                except Exception as e:  # refused while down, a handshake timeout, a 5xx: one more attempt
+                    sock.failed += 1
+                    self.failures[type(e).__name__] += 1
+            sock.attempt = 0  # a welcome resets it, as in client.js
 
     # --- receiving ----------------------------------------------------------------
 
@@ -165,15 +225,18 @@ class Worker:
                     sock.head = frame["head_seq"]
                     if not frame.get("more"):
                         sock.synced.set()
+                        if sock.want and not sock.done_at and sock.received >= sock.want:
+                            sock.done_at = time.monotonic()
+                            self.progress.set()
                     else:
                         await ws.send(orjson.dumps({"type": "resume", "since": sock.last_seq}).decode())
                 elif kind in {"error", "reset"}:
                     self.errors.append(str(frame)[:200])
-        except Exception as e:  # a closed socket is reported by `expect`, as missing deliveries
-            if not isinstance(e, asyncio.CancelledError):
+        except ConnectionClosed as e:  # a reconnecting client expects this; for the others `expect` reports what is missing
+            if not sock.retry:
                 self.errors.append(f"reader: {type(e).__name__}: {e}"[:200])
-            else:
-                raise
+        except Exception as e:
+            self.errors.append(f"reader: {type(e).__name__}: {e}"[:200])
 
     def _arrived(self, sock: Sock, n: int, t: float, seq: int | None) -> None:
         now = time.monotonic()
@@ -181,6 +244,8 @@ class Worker:
             if seq <= sock.last_seq:
                 sock.dups += 1  # at-least-once: the client de-duplicates by seq
                 return
+            if seq > sock.last_seq + 1:
+                sock.gaps += 1
             sock.last_seq = seq
             sock.unacked += 1
             if sock.unacked >= ACK_EVERY:
@@ -214,15 +279,22 @@ class Worker:
     # --- expectations -------------------------------------------------------------
 
     def mark(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Start counting afresh; with storm=n, each socket is done once it holds n more and has been `synced`."""
         self.keep_latency = bool(cmd.get("latency"))
+        want = int(cmd.get("storm", 0))
         for sock in self.socks:
             sock.received = 0
             sock.seen_n = set()
             sock.lat = []
-            sock.dups = 0
+            sock.dups = sock.gaps = 0
+            sock.want, sock.from_seq, sock.done_at = want, sock.last_seq, 0.0
+            sock.attempts = sock.failed = 0
         self.last_receipt = 0.0
         self.frames = 0
         self.errors = []
+        self.attempt_times = []
+        self.closes.clear()
+        self.failures.clear()
         return {"socks": len(self.socks)}
 
     async def expect(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -245,6 +317,30 @@ class Worker:
             "frames": self.frames,
             "last": self.last_receipt,
             "latencies": [round(x * 1000, 3) for x in lat],
+            "errors": self.errors[:5],
+        }
+
+    async def storm_wait(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Wait until every socket is done (see `mark`) or the timeout; each one's seconds since `t0` (the server's spawn)."""
+        t0 = float(cmd["t0"])
+        deadline = time.monotonic() + float(cmd["wait"])
+        while time.monotonic() < deadline and not all(s.done_at for s in self.socks):
+            self.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.wait(), min(0.5, max(0.01, deadline - time.monotonic())))
+        done = [s for s in self.socks if s.done_at]
+        return {
+            "seconds": [round(s.done_at - t0, 4) for s in done],
+            "missing": sum(max(0, s.want - s.received) for s in self.socks),
+            "wrong_cursor": sum(1 for s in self.socks if s.last_seq != s.from_seq + s.want),
+            "gaps": sum(s.gaps for s in self.socks),
+            "dups": sum(s.dups for s in self.socks),
+            "attempts": sum(s.attempts for s in self.socks),
+            "attempts_after": sum(1 for t in self.attempt_times if t >= t0),
+            "failed": sum(s.failed for s in self.socks),
+            "max_attempts": max((s.attempts for s in self.socks), default=0),
+            "closes": dict(self.closes),
+            "failures": dict(self.failures),
             "errors": self.errors[:5],
         }
 
@@ -373,6 +469,8 @@ async def main() -> None:
                 reply = await worker.expect(cmd)
             elif name == "replay":
                 reply = await worker.replay(cmd)
+            elif name == "storm_wait":
+                reply = await worker.storm_wait(cmd)
             elif name == "http":
                 reply = await http_load(cmd)
             elif name == "close":

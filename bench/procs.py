@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,17 +92,27 @@ class Env:
 
 @dataclass
 class Peer:
-    name: str  # ours | channels | socketio | bare
+    name: str  # ours | ours-uvicorn | channels | socketio | bare
     label: str
-    stores: bool  # persistence: only ours can replay or publish over HTTP
+    stores: bool  # persistence: only this service can replay or publish over HTTP
+    client: str = ""  # the framing its clients speak and how it is published to; the name if empty
+
+    def __post_init__(self) -> None:
+        self.client = self.client or self.name
 
 
 PEERS = {
     "ours": Peer("ours", "this service (daphne + PostgreSQL + Redis, acks on)", True),
+    # The same app, settings, clients and publisher as `ours`; only the server differs. uvicorn has
+    # no SIGTERM drain (notifications/server.py is daphne's), so its clients see uvicorn's own shutdown.
+    "ours-uvicorn": Peer("ours-uvicorn", "this service under uvicorn (PostgreSQL + Redis, acks on)", True, client="ours"),
     "channels": Peer("channels", "plain Channels (daphne + channels-redis group_send)", False),
     "socketio": Peer("socketio", "python-socketio + AsyncRedisManager (uvicorn)", False),
     "bare": Peer("bare", "bare websockets, in-process broadcast", False),
 }
+
+# uvicorn's WebSocket implementation for ours-uvicorn (BENCH_UVICORN_WS: websockets, websockets-sansio, wsproto).
+UVICORN_WS = os.environ.get("BENCH_UVICORN_WS", "websockets")
 
 
 @dataclass
@@ -110,10 +121,12 @@ class Server:
     env: Env
     port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
+    spawned_at: float = 0.0  # time.monotonic() when the last start() spawned the process...
+    ready_at: float = 0.0  # ...and when its port first accepted a connection
 
     @property
     def ws_url(self) -> str:
-        path = {"ours": "/ws/notifications/", "socketio": "/socket.io/"}.get(self.peer.name, "/ws/")
+        path = {"ours": "/ws/notifications/", "socketio": "/socket.io/"}.get(self.peer.client, "/ws/")
         return f"ws://127.0.0.1:{self.port}{path}"
 
     @property
@@ -126,27 +139,37 @@ class Server:
             return [PY, "-m", "notifications.server", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
         if self.peer.name == "channels":
             return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
+        if self.peer.name == "ours-uvicorn":
+            # The app has no lifespan handler (Channels' router refuses the scope): off, not probed.
+            args = [*self._uvicorn_args(UVICORN_WS), "--lifespan", "off"]
+            return [PY, "-m", "uvicorn", "project.asgi:application", *args], self.env.django()
         if self.peer.name == "socketio":
-            args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets", "--loop", "asyncio", "--backlog", "2048"]
-            args += ["--log-level", "warning", "--no-access-log"]
-            return [PY, "-m", "uvicorn", "bench.peers.socketio_app:app", *args], self.env.peer()
+            return [PY, "-m", "uvicorn", "bench.peers.socketio_app:app", *self._uvicorn_args("websockets")], self.env.peer()
         return [PY, "-m", "bench.peers.bare_ws", str(self.port)], self.env.peer()
 
-    async def start(self, extra_env: dict[str, str] | None = None) -> Server:
+    def _uvicorn_args(self, ws: str) -> list[str]:
+        args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws", ws, "--loop", "asyncio", "--backlog", "2048"]
+        return [*args, "--log-level", "warning", "--no-access-log"]
+
+    async def start(self, extra_env: dict[str, str] | None = None, poll_s: float = 0.1) -> Server:
         cmd, env = self.command()
         OUT.mkdir(parents=True, exist_ok=True)
-        log = (OUT / f"server-{self.peer.name}-{self.port}.log").open("wb")
+        # Appended to: a restarted server (the storm) keeps the first one's log.
+        log = (OUT / f"server-{self.peer.name}-{self.port}.log").open("ab")
+        self.spawned_at = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=log, stderr=log)
         log.close()
-        for _ in range(300):
+        deadline = self.spawned_at + 30
+        while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 raise RuntimeError(f"{self.peer.name} server exited: see {log.name}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                self.ready_at = time.monotonic()
                 writer.close()
                 return self
             except OSError:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(poll_s)
         raise RuntimeError(f"{self.peer.name} server did not listen within 30 s")
 
     @property

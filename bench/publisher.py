@@ -9,6 +9,8 @@ answer a line on stdout, like the load generator.
             group_send per 500 recipients to the nodes group. The service call
             runs in a worker thread of this process's event loop, as a view
             does under ASGI, so the channel layer's Redis connection is reused.
+            The replay's and the storm's missed notifications go through
+            services.publish_many, many requests per transaction.
   channels  channel_layer.group_send(group, ...) through channels-redis
   socketio  AsyncRedisManager(write_only=True).emit(..., room=...)
   bare      a text frame on the server's /publish socket; the server broadcasts it
@@ -29,6 +31,7 @@ from typing import Any
 import orjson
 
 BODY = "A build finished on main: 142 tests passed, 0 failed, coverage 91%."
+STORM_CHUNK = 1000  # users per transaction in the storm's publish: 10,000 rows of 10 notifications each
 
 Publish = Callable[[int, float], Awaitable[None]]
 
@@ -74,10 +77,24 @@ async def ours(args: dict[str, Any]) -> tuple[Publish, Callable[[dict[str, Any]]
         results = services.publish_many(requests)
         return results[0].deliveries[0].seq - 1
 
+    def storm_sync(user_ids: list[int], count: int) -> int:
+        """`count` notifications to each user, a chunk of users per transaction (the server is down: no one is pushed to)."""
+        rows = 0
+        for start in range(0, len(user_ids), STORM_CHUNK):
+            chunk = user_ids[start : start + STORM_CHUNK]
+            contents = [services.Content(title=f"storm {i}", body=BODY, data={"n": i, "t": 0.0}) for i in range(count)]
+            requests = [services.PublishRequest(chunk, content) for content in contents]
+            rows += sum(len(r.deliveries) for r in services.publish_many(requests))
+        return rows
+
     async def extra(cmd: dict[str, Any]) -> dict[str, Any]:
         if cmd["cmd"] == "missed":
             since = await sync_to_async(missed_sync, thread_sensitive=True)(int(cmd["user"]), int(cmd["n"]))
             return {"since": since}
+        if cmd["cmd"] == "storm":
+            t0 = time.monotonic()
+            rows = await sync_to_async(storm_sync, thread_sensitive=True)([int(u) for u in cmd["users"]], int(cmd["n"]))
+            return {"rows": rows, "seconds": time.monotonic() - t0}
         if cmd["cmd"] == "topic":
             nonlocal slug
             slug = cmd["topic"]

@@ -23,20 +23,32 @@ from . import report
 from .procs import OUT, PEERS, PY, ROOT, Env
 from .scenarios import SCENARIOS, Data, Sizes, timed
 
+# ours-uvicorn, an extra column, is left out of the default run (it would add ~6 minutes): `--peers all`.
+DEFAULT_PEERS = "ours,channels,socketio,bare"
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     d = Sizes()
-    p.add_argument("--peers", default="ours,channels,socketio,bare", help="comma-separated, from: " + ", ".join(PEERS))
-    p.add_argument("--scenarios", default="fanout,latency,connections,replay,http", help="comma-separated")
+    p.add_argument(
+        "--peers",
+        default=DEFAULT_PEERS,
+        help=f"comma-separated, from: {', '.join(PEERS)}; or `all` (default: {DEFAULT_PEERS}; ours-uvicorn adds ~6 minutes)",
+    )
+    p.add_argument("--scenarios", default="fanout,latency,connections,replay,http,storm", help="comma-separated")
     p.add_argument("--rounds", type=int, default=d.rounds, help="fan-out rounds per peer (median reported)")
     p.add_argument("--replay-rounds", type=int, default=d.replay_rounds)
     p.add_argument("--users", type=int, default=d.fanout_users, help="sockets for fan-out and latency")
     p.add_argument("--messages", type=int, default=d.fanout_messages, help="notifications per fan-out round")
     p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
     p.add_argument("--latency-rate", type=float, default=d.latency_rate)
+    p.add_argument("--idle-latency-users", type=int, default=d.idle_latency_users, help="sockets in latency's idle phase")
+    p.add_argument("--idle-latency-publishes", type=int, default=d.idle_latency_publishes, help="publishes, one at a time, in it")
     p.add_argument("--idle", type=int, default=d.idle_connections, help="idle connections on one server process")
     p.add_argument("--missed", type=int, default=d.replay_missed, help="notifications a replaying client missed")
+    p.add_argument("--storm-clients", type=int, default=d.storm_clients, help="clients reconnecting after the server restarts")
+    p.add_argument("--storm-missed", type=int, default=d.storm_missed, help="notifications each storm client misses meanwhile")
+    p.add_argument("--storm-wait", type=float, default=d.storm_wait, help="seconds to wait for every storm client to be back")
     p.add_argument("--workers", type=int, default=d.workers, help="load-generator processes")
     p.add_argument("--connect-concurrency", type=int, default=d.connect_concurrency, help="handshakes in flight per load generator")
     p.add_argument("--http-seconds", type=float, default=d.http_seconds)
@@ -55,14 +67,15 @@ def raise_nofile(need: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def setup_data(env: Env, users: int, fanout: int) -> Data:
+def setup_data(env: Env, users: int, fanout: int, idle: int) -> Data:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "data.json"
-    subprocess.run(
-        [PY, "-m", "bench.setup_data", str(path), "--users", str(users), "--fanout", str(fanout)], cwd=ROOT, env=env.django(), check=True
-    )
+    sizes = ["--users", str(users), "--fanout", str(fanout), "--idle", str(idle)]
+    subprocess.run([PY, "-m", "bench.setup_data", str(path), *sizes], cwd=ROOT, env=env.django(), check=True)
     raw = orjson.loads(path.read_bytes())
-    return Data(raw["tokens"], raw["user_ids"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"])
+    return Data(
+        raw["tokens"], raw["user_ids"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"], raw["idle_topic"]
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -70,11 +83,14 @@ async def run(args: argparse.Namespace) -> int:
         fanout_users=args.users, fanout_messages=args.messages, latency_users=args.users, latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds, idle_connections=args.idle, replay_missed=args.missed, rounds=args.rounds,
         replay_rounds=args.replay_rounds, workers=args.workers, http_seconds=args.http_seconds, http_batch=args.http_batch,
-        profile=args.profile, connect_concurrency=args.connect_concurrency,
+        profile=args.profile, connect_concurrency=args.connect_concurrency, idle_latency_users=args.idle_latency_users,
+        idle_latency_publishes=args.idle_latency_publishes, storm_clients=args.storm_clients, storm_missed=args.storm_missed,
+        storm_wait=args.storm_wait,
     )  # fmt: skip
-    nofile = raise_nofile(2 * sizes.idle_connections + 2000)
-    if nofile < sizes.idle_connections + 1000:
-        print(f"ulimit -n is {nofile}: too low for {sizes.idle_connections} connections", file=sys.stderr)
+    most = max(sizes.idle_connections, sizes.storm_clients)
+    nofile = raise_nofile(2 * most + 2000)
+    if nofile < most + 1000:
+        print(f"ulimit -n is {nofile}: too low for {most} connections", file=sys.stderr)
         return 2
     env = Env(
         database_url=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"),
@@ -83,11 +99,17 @@ async def run(args: argparse.Namespace) -> int:
         redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0?socket_timeout=15"),
         prefix=f"bench{uuid.uuid4().hex[:6]}",
     )
-    peers = [PEERS[p] for p in args.peers.split(",") if p]
+    names = list(PEERS) if args.peers == "all" else [p for p in args.peers.split(",") if p]
+    unknown = [p for p in names if p not in PEERS]
+    if unknown:
+        print(f"unknown peer(s): {', '.join(unknown)}; from: {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    peers = [PEERS[p] for p in names]
     scenarios = [s for s in args.scenarios.split(",") if s]
     started = time.time()
     load_before = os.getloadavg()
-    data = setup_data(env, max(sizes.idle_connections, sizes.fanout_users), sizes.fanout_users)
+    users = max(sizes.idle_connections, sizes.fanout_users, sizes.storm_clients)
+    data = setup_data(env, users, sizes.fanout_users, min(sizes.idle_latency_users, sizes.latency_users))
     results: dict[str, dict[str, Any]] = {}
     for scenario in scenarios:
         fn = SCENARIOS.get(scenario) or report.missing_scenario(scenario)

@@ -34,6 +34,12 @@ class Sizes:
     connect_concurrency: int = 8  # handshakes in flight per load-generator process
     http_seconds: float = 5.0
     http_batch: int = 500
+    idle_latency_users: int = 100  # latency's idle phase: this many sockets...
+    idle_latency_publishes: int = 20  # ...get this many publishes, one at a time...
+    idle_latency_gap: float = 0.2  # ...at least this many seconds apart
+    storm_clients: int = 10_000
+    storm_missed: int = 10  # published to each storm client's user while the server is down
+    storm_wait: float = 120.0  # the bound on the wait for every client to be back
     profile: str = ""  # a folder: py-spy records the server and the publisher of every run into it
 
 
@@ -47,19 +53,23 @@ class Data:
     replay_token: str
     fanout_topic: str
     all_topic: str
+    idle_topic: str  # the first idle_latency_users users
 
 
 def split(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[i::parts] for i in range(parts)]
 
 
-async def connect(workers: Workers, server: Server, peer: Peer, data: Data, count: int, concurrency: int = 16) -> dict[str, Any]:
+async def connect(
+    workers: Workers, server: Server, peer: Peer, data: Data, count: int, concurrency: int = 16, first: int = 0, retry: bool = False
+) -> dict[str, Any]:
+    """Connect `count` sockets (ours: the users from index `first` on); with `retry`, each reconnects as client.js does."""
     n = len(workers.procs)
-    if peer.name == "ours":
-        per: list[dict[str, Any]] = [{"tokens": chunk} for chunk in split(data.tokens[:count], n)]
+    if peer.client == "ours":
+        per: list[dict[str, Any]] = [{"tokens": chunk} for chunk in split(data.tokens[first : first + count], n)]
     else:
         per = [{"count": len(chunk)} for chunk in split(list(range(count)), n)]
-    replies = await workers.all(cmd="connect", url=server.ws_url, kind=peer.name, concurrency=concurrency, per_worker=per)
+    replies = await workers.all(cmd="connect", url=server.ws_url, kind=peer.client, concurrency=concurrency, retry=retry, per_worker=per)
     connected = sum(r["connected"] for r in replies)
     t0, t1 = min(r["t0"] for r in replies), max(r["t1"] for r in replies)
     errors = [e for r in replies for e in r["errors"]]
@@ -99,7 +109,7 @@ class Run:
         try:
             await self.server.start()
             await self.workers.start()
-            self.pub = await publisher(self.peer.name, self.env, self.server, self.topic)
+            self.pub = await publisher(self.peer.client, self.env, self.server, self.topic)
         except BaseException:
             await self.__aexit__()
             raise
@@ -202,14 +212,45 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
+async def _idle_latency(run: Run, sizes: Sizes) -> dict[str, Any]:
+    """One publish at a time to the sockets connected now, each waited for before the next."""
+    await run.workers.all(cmd="mark", latency=True)
+    got: dict[str, Any] = {"latencies": []}
+    for i in range(sizes.idle_latency_publishes):
+        started = time.monotonic()
+        await run.pub.ask(cmd="burst", first=run.next_n, count=1)
+        run.next_n += 1
+        got = await expect(run.workers, i + 1, 30)
+        if not got["complete"]:
+            return _failed(f"idle phase: {got['missing']} deliveries lost", errors=got["errors"])
+        await asyncio.sleep(max(0.0, started + sizes.idle_latency_gap - time.monotonic()))
+    lat = got["latencies"]
+    return {"idle_samples": len(lat), "idle_p50": percentile(lat, 50), "idle_p99": percentile(lat, 99), "idle_max": max(lat)}
+
+
 async def latency(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
-    """b. 1,000 sockets, 2 publishes a second for 30 s; publish call to receipt."""
+    """b. At idle, 100 sockets and 20 publishes one at a time; then 1,000 sockets, 2 publishes a second for 30 s; publish to receipt."""
     users = sizes.latency_users
+    idle_users = min(sizes.idle_latency_users, users)
     count = int(sizes.latency_rate * sizes.latency_seconds)
-    async with Run(peer, env, sizes, data.fanout_topic) as run:
-        if failure := await _connect_and_warm(run, peer, data, users):
+    # The idle phase first, with only its sockets connected (the other peers' publishes reach every
+    # socket); ours publishes to a topic of exactly those users, so it stores no rows for anyone else.
+    async with Run(peer, env, sizes, data.idle_topic) as run:
+        if failure := await _connect_and_warm(run, peer, data, idle_users):
             return failure
         await run.profile("latency")
+        idle = await _idle_latency(run, sizes)
+        if not idle.get("idle_samples"):
+            return idle
+        if users > idle_users:
+            conn = await connect(run.workers, run.server, peer, data, users - idle_users, first=idle_users)
+            if conn["failed"]:
+                return _failed("connect", **conn)
+        if peer.client == "ours":
+            await run.pub.ask(cmd="topic", topic=data.fanout_topic)  # its first users are the idle phase's
+        warm = await run.burst(1, 30)
+        if not warm["complete"]:
+            return _failed("warm-up delivery lost", missing=warm["missing"], errors=warm["errors"])
         await run.workers.all(cmd="mark", latency=True)
         pace = {"rate": sizes.latency_rate, "seconds": sizes.latency_seconds}
         sent = await run.pub.ask(reply_s=sizes.latency_seconds + 60, cmd="paced", first=run.next_n, **pace)
@@ -224,6 +265,7 @@ async def latency(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, A
         "p99": percentile(lat, 99),
         "max": max(lat),
         "publish_call_max_ms": sent["call_ms_max"],
+        **idle,
     }
 
 
@@ -322,6 +364,75 @@ async def http(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]
     return out
 
 
+async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]:
+    """f. Reconnect storm: 10,000 clients, the server restarted as a deploy does, 10 notifications to each user while it is down.
+
+    Timed from the new process's spawn until every client has reconnected (with client.js's
+    backoff and ?since=), received its missed ones (consecutive seqs) and `synced`.
+    """
+    if not peer.stores:
+        return {"ok": True, "na": "nothing stored: what is published while the server is down is gone"}
+    n, missed = sizes.storm_clients, sizes.storm_missed
+    async with Run(peer, env, sizes) as run:
+        conn = await connect(run.workers, run.server, peer, data, n, concurrency=sizes.connect_concurrency, retry=True)
+        if conn["failed"]:
+            return _failed(f"{conn['failed']} of {n} did not connect", errors=conn["errors"])
+        await run.workers.all(cmd="mark", storm=missed)
+        # A deploy: SIGTERM, then wait for the exit (ours drains with 1012 over NOTIFY_DRAIN_SECONDS).
+        stopping = time.monotonic()
+        await run.server.stop()
+        stop_s = time.monotonic() - stopping
+        exit_code = run.server.proc.returncode if run.server.proc else None
+        published = await run.pub.ask(reply_s=900, cmd="storm", users=data.user_ids[:n], n=missed)  # not timed
+        cpu_before = run.cpu()
+        await run.server.start(poll_s=0.01)
+        spawned = run.server.spawned_at
+        await run.profile("storm")
+        replies = await run.workers.all(reply_s=sizes.storm_wait + 60, cmd="storm_wait", t0=spawned, wait=sizes.storm_wait)
+        cpu = {k: round(v - cpu_before[k], 2) for k, v in run.cpu().items() if k in {"postgres", "loadgen", "redis"}}
+        cpu["server"] = round(run.cpu()["server"], 2)  # a new process: all of its CPU is the storm's
+    seconds = sorted(x for r in replies for x in r["seconds"])
+    figures: dict[str, Any] = {
+        "clients": n,
+        "missed_each": missed,
+        "connect_rate": conn["rate"],
+        "stop_s": stop_s,
+        "exit_code": exit_code,
+        "publish_s": published["seconds"],
+        "published": published["rows"],
+        "ready_s": run.server.ready_at - spawned,
+        "back": len(seconds),
+        "slowest_s": seconds[-1] if seconds else None,
+        "p50_s": percentile(seconds, 50) if seconds else None,
+        "p99_s": percentile(seconds, 99) if seconds else None,
+        "attempts": sum(r["attempts"] for r in replies),
+        "attempts_after_spawn": sum(r["attempts_after"] for r in replies),
+        "failed_attempts": sum(r["failed"] for r in replies),
+        "max_attempts": max(r["max_attempts"] for r in replies),
+        "lost": sum(r["missing"] for r in replies),
+        "gaps": sum(r["gaps"] for r in replies),
+        "wrong_cursor": sum(r["wrong_cursor"] for r in replies),
+        "dups": sum(r["dups"] for r in replies),
+        "closes": _merged(r["closes"] for r in replies),
+        "failures": _merged(r["failures"] for r in replies),
+        "postgres_cpu_s": cpu["postgres"],
+        "server_cpu_s": cpu["server"],
+        "cpu_s": cpu,
+    }
+    if len(seconds) < n or figures["lost"] or figures["gaps"] or figures["wrong_cursor"]:
+        reason = f"{len(seconds)} of {n} back within {sizes.storm_wait:g} s, {figures['lost']} lost, {figures['gaps']} gaps"
+        return _failed(reason, **figures, errors=[e for r in replies for e in r["errors"]][:3])
+    return {"ok": True, "all_back_s": seconds[-1], **figures}
+
+
+def _merged(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return dict(sorted(total.items()))
+
+
 async def timed(fn: Any, *args: Any) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
@@ -332,4 +443,4 @@ async def timed(fn: Any, *args: Any) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = {"fanout": fanout, "latency": latency, "connections": connections, "replay": replay, "http": http}
+SCENARIOS = {"fanout": fanout, "latency": latency, "connections": connections, "replay": replay, "http": http, "storm": storm}

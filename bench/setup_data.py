@@ -1,10 +1,11 @@
 """Bench fixtures in the bench database: users, API tokens, topics, subscriptions, in bulk.
 
-`python -m bench.setup_data OUT.json --users 10000 --fanout 1000` (Django set up
-from DATABASE_URL). Users are bench-00000.. with an unusable password; every
+`python -m bench.setup_data OUT.json --users 10000 --fanout 1000 --idle 100` (Django
+set up from DATABASE_URL). Users are bench-00000.. with an unusable password; every
 run issues fresh tokens (digests stored, secrets written to OUT.json only,
 which lives in the git-ignored bench/out/). Topic `bench-fanout` has the first
-`fanout` users, `bench-all` has every user; `bench-replay` is a user of its own.
+`fanout` users, `bench-idle` the first `idle` (latency's idle phase), `bench-all`
+has every user; `bench-replay` is a user of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--fanout", type=int, required=True)
+    parser.add_argument("--idle", type=int, default=100)
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -57,8 +59,9 @@ def main() -> None:
         ApiToken.objects.bulk_create(tokens, batch_size=2000)
 
         fanout, _ = Topic.objects.get_or_create(slug="bench-fanout", defaults={"title": "Bench fan-out"})
+        idle, _ = Topic.objects.get_or_create(slug="bench-idle", defaults={"title": "Bench, latency at idle"})
         everyone, _ = Topic.objects.get_or_create(slug="bench-all", defaults={"title": "Bench, every user"})
-        for topic, members in ((fanout, user_ids[: args.fanout]), (everyone, user_ids)):
+        for topic, members in ((fanout, user_ids[: args.fanout]), (idle, user_ids[: args.idle]), (everyone, user_ids)):
             Subscription.objects.filter(topic=topic).exclude(user_id__in=members).delete()
             subscriptions = [Subscription(user_id=u, topic=topic) for u in members]
             Subscription.objects.bulk_create(subscriptions, ignore_conflicts=True, batch_size=2000)
@@ -70,6 +73,7 @@ def main() -> None:
         "replay_token": secrets_by_user[replay_id],
         "fanout_topic": "bench-fanout",
         "all_topic": "bench-all",
+        "idle_topic": "bench-idle",
     }
     with open(args.out, "wb") as f:
         f.write(orjson.dumps(data))
