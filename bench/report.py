@@ -31,7 +31,13 @@ PACKAGES: tuple[str, ...] = (
     "websockets",
 )
 PACKAGES += ("psycopg", "orjson")
-LABELS = {"ours": "this service", "channels": "plain Channels", "socketio": "python-socketio", "bare": "bare websockets"}
+LABELS = {
+    "ours": "this service",
+    "ours-uvicorn": "this service (uvicorn)",
+    "channels": "plain Channels",
+    "socketio": "python-socketio",
+    "bare": "bare websockets",
+}
 
 # (scenario, key, row label, format, better)
 ROWS: list[tuple[str, str, str, str, str]] = [
@@ -40,12 +46,23 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("latency", "p50", "b. latency p50, ms", "{:.1f}", "lower"),
     ("latency", "p99", "b. latency p99, ms", "{:.1f}", "lower"),
     ("latency", "max", "b. latency max, ms", "{:.1f}", "lower"),
+    ("latency", "idle_p50", "b. idle latency p50 (one publish at a time), ms", "{:.1f}", "lower"),
+    ("latency", "idle_p99", "b. idle latency p99, ms", "{:.1f}", "lower"),
     ("connections", "connect_rate", "c. connects/s", "{:,.0f}", "higher"),
     ("connections", "rss_per_conn_kb", "c. RSS per idle connection, kB", "{:.1f}", "lower"),
     ("connections", "broadcast_s", "c. one broadcast to all, s", "{:.2f}", "lower"),
     ("replay", "ms", "d. replay of missed, until synced, ms", "{:.1f}", "lower"),
     ("http", "single_rate", "e. HTTP publish, single, notifications/s", "{:,.0f}", "higher"),
     ("http", "batch_rate", "e. HTTP publish, batch, notifications/s", "{:,.0f}", "higher"),
+    ("storm", "all_back_s", "f. reconnect storm: all back and synced (slowest client), s", "{:.1f}", "lower"),
+    ("storm", "p50_s", "f. reconnect storm: per-client p50, s", "{:.1f}", "lower"),
+    ("storm", "p99_s", "f. reconnect storm: per-client p99, s", "{:.1f}", "lower"),
+    ("storm", "ready_s", "f. reconnect storm: server spawn to listening, s", "{:.2f}", "lower"),
+    ("storm", "attempts", "f. reconnect storm: reconnect attempts", "{:,.0f}", "lower"),
+    ("storm", "lost", "f. reconnect storm: lost", "{:,.0f}", "lower"),
+    ("storm", "dups", "f. reconnect storm: duplicates", "{:,.0f}", "lower"),
+    ("storm", "postgres_cpu_s", "f. reconnect storm: PostgreSQL CPU, s", "{:.1f}", "lower"),
+    ("storm", "server_cpu_s", "f. reconnect storm: server CPU, s", "{:.1f}", "lower"),
 ]
 
 
@@ -91,11 +108,20 @@ def _get(results: dict[str, dict[str, Any]], scenario: str, peer: str, key: str)
     return float(r[key])
 
 
-def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) rows, from ratios of the same run."""
+def _failed(results: dict[str, dict[str, Any]], scenario: str, peer: str) -> bool:
+    r = results.get(scenario, {}).get(peer)
+    return r is not None and not r.get("ok")
+
+
+def targets(results: dict[str, dict[str, Any]], subject: str = "ours") -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) rows for `subject` (ours, or ours-uvicorn), from ratios of the same run."""
     rows: list[tuple[str, str, str]] = []
 
-    def ratio(name: str, a: float | None, b: float | None, want: float, higher: bool = True) -> None:
+    def ratio(name: str, scenario: str, key: str, other: str, want: float, higher: bool = True, other_key: str = "") -> None:
+        if _failed(results, scenario, subject):
+            rows.append((name, "FAILED (lost or timed out)", "missed"))
+            return
+        a, b = _get(results, scenario, subject, key), _get(results, scenario, other, other_key or key)
         if a is None or b is None or b == 0:
             rows.append((name, "not measured", "-"))
             return
@@ -103,30 +129,44 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         met = r >= want if higher else r <= want
         rows.append((name, f"{r:.2f}x", "met" if met else f"missed ({r / want:.0%} of target)" if higher else "missed"))
 
-    fan = {p: _get(results, "fanout", p, "rate") for p in LABELS}
-    ratio("fan-out deliveries/s >= 4x plain Channels", fan["ours"], fan["channels"], 4.0)
-    ratio("fan-out deliveries/s >= 25% of bare websockets", fan["ours"], fan["bare"], 0.25)
-    ratio(
-        "latency p99 <= plain Channels",
-        _get(results, "latency", "ours", "p99"),
-        _get(results, "latency", "channels", "p99"),
-        1.0,
-        higher=False,
-    )
-    ratio(
-        "RSS per idle connection <= plain Channels",
-        _get(results, "connections", "ours", "rss_per_conn_kb"),
-        _get(results, "connections", "channels", "rss_per_conn_kb"),
-        1.0,
-        higher=False,
-    )
-    held = _get(results, "connections", "ours", "connections")
-    rows.append(("10,000 connections held by one process", _shown(held, "{:,.0f}"), _verdict(held, 10_000, True)))
-    replay = _get(results, "replay", "ours", "ms")
-    rows.append(("replay of 1,000 missed <= 50 ms", _shown(replay, "{:.1f} ms"), _verdict(replay, 50, False)))
-    batch = _get(results, "http", "ours", "batch_rate")
-    rows.append(("batch publish >= 20,000 notifications/s", _shown(batch, "{:,.0f}/s"), _verdict(batch, 20_000, True)))
+    def bound(name: str, scenario: str, key: str, limit: float, higher: bool, fmt: str) -> None:
+        value = _get(results, scenario, subject, key)
+        if _failed(results, scenario, subject):
+            rows.append((name, "FAILED (lost or timed out)", "missed"))
+        else:
+            rows.append((name, _shown(value, fmt), _verdict(value, limit, higher)))
+
+    ratio("fan-out deliveries/s >= 1.5x python-socketio, nothing lost", "fanout", "rate", "socketio", 1.5)
+    ratio("latency p99 <= python-socketio's p99", "latency", "p99", "socketio", 1.0, higher=False)
+    ratio("latency p50 <= 1.5x python-socketio's p50", "latency", "p50", "socketio", 1.5, higher=False)
+    ratio("at idle (one publish at a time), p50 <= 2x bare websockets'", "latency", "idle_p50", "bare", 2.0, higher=False)
+    ratio("connects/s >= python-socketio's", "connections", "connect_rate", "socketio", 1.0)
+    rows.append(_storm_target(results.get("storm", {}).get(subject)))
+    rss = _get(results, "connections", subject, "rss_per_conn_kb")
+    held = _get(results, "connections", subject, "connections")
+    if _failed(results, "connections", subject):
+        rows.append(("RSS per idle connection <= 20 kB, 10,000 held by one process", "FAILED", "missed"))
+    else:
+        shown = "not measured" if rss is None or held is None else f"{rss:.1f} kB with {held:,.0f} held"
+        met = rss is not None and held is not None and rss <= 20 and held >= 10_000
+        rows.append(("RSS per idle connection <= 20 kB, 10,000 held by one process", shown, "-" if rss is None else _met(met)))
+    bound("batch publish >= 20,000 notifications/s", "http", "batch_rate", 20_000, True, "{:,.0f}/s")
+    bound("replay of 1,000 missed <= 50 ms", "replay", "ms", 50, False, "{:.1f} ms")
     return rows
+
+
+def _storm_target(r: dict[str, Any] | None) -> tuple[str, str, str]:
+    name = "reconnect storm: all back <= 30 s, nothing lost (slowest client)"
+    if r is None or "na" in r:
+        return (name, "not measured", "-")
+    if not r.get("ok"):
+        return (name, f"FAILED: {r.get('reason', '')}", "missed")
+    measured = f"all back in {r['all_back_s']:.1f} s (p50 {r['p50_s']:.1f} s, p99 {r['p99_s']:.1f} s), {r['lost']} lost, {r['dups']} dups"
+    return (name, measured, _met(r["all_back_s"] <= 30 and r["lost"] == 0))
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "missed"
 
 
 def _shown(value: float | None, fmt: str) -> str:
@@ -136,7 +176,7 @@ def _shown(value: float | None, fmt: str) -> str:
 def _verdict(value: float | None, bound: float, higher: bool) -> str:
     if value is None:
         return "-"
-    return "met" if (value >= bound if higher else value <= bound) else "missed"
+    return _met(value >= bound if higher else value <= bound)
 
 
 def _version(package: str) -> str:
@@ -197,7 +237,9 @@ def write_results(meta: dict[str, Any], results: dict[str, dict[str, Any]], peer
         f"- sizes: fan-out {s['fanout_users']} sockets x {s['fanout_messages']} notifications, median of {s['rounds']} rounds;"
         f" latency {s['latency_users']} sockets, {s['latency_rate']:g}/s for {s['latency_seconds']:g} s (one run, all samples);"
         f" {s['idle_connections']:,} idle connections (one run);"
+        f" latency at idle: {s['idle_latency_users']} sockets, {s['idle_latency_publishes']} publishes one at a time;"
         f" replay of {s['replay_missed']} missed, median of {s['replay_rounds']} rounds;"
+        f" reconnect storm of {s['storm_clients']:,} clients, {s['storm_missed']} missed each;"
         f" {s['workers']} load-generator processes",
         "- this service is published to through `services.publish_to_topic` in a separate Python process (Django set up with the same"
         " DATABASE_URL/REDIS_URL/CHANNEL_PREFIX as its daphne): stored in PostgreSQL, then one group_send per 500 recipients."
@@ -216,6 +258,10 @@ def write_results(meta: dict[str, Any], results: dict[str, dict[str, Any]], peer
         "|---|---|---|",
     ]
     lines += [f"| {t} | {m} | {v} |" for t, m, v in targets(results)]
+    if "ours-uvicorn" in peers:
+        lines += ["", "The same targets for this service under uvicorn (daphne stays the default server):", ""]
+        lines += ["| target | measured | verdict |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {v} |" for t, m, v in targets(results, "ours-uvicorn")]
     lines += ["", "## Rounds and details", ""]
     for scenario, by_peer in results.items():
         for peer in peers:
@@ -237,9 +283,10 @@ def plot(results: dict[str, dict[str, Any]], peers: list[str]) -> None:
         ("latency", "p99", "b. latency p99 (ms)", "lower is better"),
         ("connections", "rss_per_conn_kb", "c. RSS per idle connection (kB)", "lower is better"),
         ("connections", "connect_rate", "c. connects/s", "higher is better"),
+        ("storm", "all_back_s", "f. reconnect storm, all back (s)", "lower is better"),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
-    colors = {"ours": "#2b6cb0", "channels": "#718096", "socketio": "#dd6b20", "bare": "#38a169"}
+    colors = {"ours": "#2b6cb0", "ours-uvicorn": "#63b3ed", "channels": "#718096", "socketio": "#dd6b20", "bare": "#38a169"}
     for ax, (scenario, key, title, note) in zip(axes, panels, strict=True):
         names, values = [], []
         for p in peers:
