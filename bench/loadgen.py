@@ -188,7 +188,7 @@ class Worker:
                     break
                 except Exception as e:  # refused while down, a handshake timeout, a 5xx: one more attempt
                     sock.failed += 1
-                    self.failures[type(e).__name__] += 1
+                    self.failures[_why(e)] += 1
             sock.attempt = 0  # a welcome resets it, as in client.js
 
     # --- receiving ----------------------------------------------------------------
@@ -444,6 +444,12 @@ def _stored(payload: bytes) -> int:
     if "results" in data:
         return sum(len(r["notifications"]) for r in data["results"])
     return len(data.get("notifications", []))
+
+
+def _why(e: BaseException) -> str:
+    """A short, countable reason: the exception, what caused it, its message."""
+    cause = f" <- {type(e.__cause__).__name__}" if e.__cause__ is not None else ""
+    return f"{type(e).__name__}{cause}: {e}"[:100]
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:
