@@ -163,9 +163,16 @@ def active_user_ids(usernames: list[str]) -> dict[str, int]:
     return dict(get_user_model().objects.filter(username__in=usernames, is_active=True).values_list("username", "id"))
 
 
+def active_ids(user_ids: list[int]) -> set[int]:
+    """Those of these ids that are active users: an id is sent to on the same terms as a name."""
+    from django.contrib.auth import get_user_model
+
+    return set(get_user_model().objects.filter(id__in=user_ids, is_active=True).values_list("id", flat=True))
+
+
 def topic_audience(topic_id: int) -> list[int]:
-    """Who a publish to the topic reaches: its current, unmuted subscribers."""
-    return list(Subscription.objects.filter(topic_id=topic_id, muted=False).values_list("user_id", flat=True))
+    """Who a publish to the topic reaches: its current, unmuted, active subscribers."""
+    return list(Subscription.objects.filter(topic_id=topic_id, muted=False, user__is_active=True).values_list("user_id", flat=True))
 
 
 def topic_slugs(topic_ids: set[int]) -> dict[int, str]:

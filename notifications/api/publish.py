@@ -57,14 +57,16 @@ def publish_batch(request: HttpRequest, payload: BatchIn, idempotency_key: Idemp
 def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | None], *, batch: bool) -> list[services.PublishRequest]:
     """Resolve usernames and topics for all items first: an unknown one fails the whole request, before any write."""
     usernames = sorted({u for item in items for u in item.users if isinstance(u, str)})
-    user_ids = selectors.active_user_ids(usernames) if usernames else {}
+    user_ids: dict[str | int, int] = {**selectors.active_user_ids(usernames)} if usernames else {}
+    ids = sorted({u for item in items for u in item.users if not isinstance(u, str)})
+    user_ids.update({i: i for i in selectors.active_ids(ids)} if ids else {})
     topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
     requests = []
     by_topic: dict[str, services.PublishRequest] = {}  # a topic's subscribers are read once per request
     actor_id = who.user_id
     for index, item in enumerate(items):
         where = f"notifications.{index}." if batch else ""
-        missing = [u for u in item.users if isinstance(u, str) and u not in user_ids] if usernames else []
+        missing = [str(u) for u in item.users if u not in user_ids]
         if missing:
             raise NotFound("unknown_recipient", f"no such user: {', '.join(missing[:10])}", fields={f"{where}users": "unknown user"})
         if item.topic and item.topic not in topics:
@@ -82,8 +84,7 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
             topic_content = replace(content, topic_id=first.content.topic_id)
             requests.append(replace(first, content=topic_content, idempotency_key=keys[index]))
         else:
-            ids = [user_ids[u] if isinstance(u, str) else u for u in item.users]
-            requests.append(services.PublishRequest(ids, content, keys[index]))
+            requests.append(services.PublishRequest([user_ids[u] for u in item.users], content, keys[index]))
     return requests
 
 

@@ -94,7 +94,7 @@ def test_idempotency_keys_are_per_publisher(make_user: Any, token_for: Any, user
 @pytest.mark.parametrize(
     ("payload", "code", "field"),
     [
-        ({"users": [999_999_999], "title": "x"}, "unknown_recipient", None),
+        ({"users": [999_999_999], "title": "x"}, "unknown_recipient", "users"),
         ({"users": ["ghost"], "title": "x"}, "unknown_recipient", "users"),
         ({"topic": "no-such-topic", "title": "x"}, "unknown_topic", "topic"),
     ],
@@ -110,11 +110,24 @@ def test_unknown_recipient_or_topic_fails_whole_request(publisher: Api, user: An
     assert selectors.stream_state(user.id).head_seq == 0
 
 
-def test_an_inactive_users_name_is_an_unknown_recipient(publisher: Api, user: Any, make_user: Any) -> None:
-    make_user("gone", is_active=False)  # as in the compose form and `manage.py notify`
-    body = assert_error(publisher.post("/notifications", {"users": [user.id, "gone"], "title": "x"}), 404, "unknown_recipient")
+@pytest.mark.parametrize("by", ["username", "id"])
+def test_an_inactive_user_is_an_unknown_recipient(publisher: Api, user: Any, make_user: Any, by: str) -> None:
+    gone = make_user("gone", is_active=False)  # as in the compose form and `manage.py notify`
+    recipient = gone.username if by == "username" else gone.id
+    body = assert_error(publisher.post("/notifications", {"users": [user.id, recipient], "title": "x"}), 404, "unknown_recipient")
     assert "users" in body["fields"]
     assert not Notification.objects.exists()
+
+
+def test_a_topic_publish_skips_inactive_subscribers(publisher: Api, user: Any, make_user: Any) -> None:
+    gone = make_user("gone")
+    topic = Topic.objects.create(slug="deploys")
+    Subscription.objects.create(user=user, topic=topic)
+    Subscription.objects.create(user=gone, topic=topic)
+    gone.is_active = False
+    gone.save()
+    body = publisher.post("/notifications", {"topic": "deploys", "title": "x"}).json()
+    assert [d["recipient"] for d in body["notifications"]] == [user.id]
 
 
 @pytest.mark.parametrize(
