@@ -214,9 +214,12 @@ class LineProcess:
                 raise RuntimeError(f"{self.name} did not start: {ready}")
         return self
 
-    async def _read(self, wait: float) -> dict[str, Any]:
+    async def _read(self, wait: float, what: str = "its start") -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), wait)
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), wait)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name}: no answer to {what} within {wait:g} s") from None
         if not line:
             raise RuntimeError(f"{self.name} exited (see bench/out/{self.name}.log)")
         reply: dict[str, Any] = orjson.loads(line)
@@ -228,7 +231,7 @@ class LineProcess:
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps(cmd) + b"\n")
         await self.proc.stdin.drain()
-        return await self._read(reply_s)
+        return await self._read(reply_s, repr(cmd.get("cmd")))
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:

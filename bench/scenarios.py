@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .procs import Env, Peer, Profiler, Server, Workers, cpu_seconds, pids_named, publisher, rss_kb
+from .procs import REPLY_TIMEOUT, Env, Peer, Profiler, Server, Workers, cpu_seconds, pids_named, publisher, rss_kb
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,11 @@ async def connect(
         per: list[dict[str, Any]] = [{"tokens": chunk} for chunk in split(data.tokens[first : first + count], n)]
     else:
         per = [{"count": len(chunk)} for chunk in split(list(range(count)), n)]
-    replies = await workers.all(cmd="connect", url=server.ws_url, kind=peer.client, concurrency=concurrency, retry=retry, per_worker=per)
+    # Bounded, and not by the usual 300 s: 10,000 handshakes at this service's ~100-160/s take a minute or two.
+    reply_s = max(REPLY_TIMEOUT, count / 10)
+    replies = await workers.all(
+        reply_s=reply_s, cmd="connect", url=server.ws_url, kind=peer.client, concurrency=concurrency, retry=retry, per_worker=per
+    )
     connected = sum(r["connected"] for r in replies)
     t0, t1 = min(r["t0"] for r in replies), max(r["t1"] for r in replies)
     errors = [e for r in replies for e in r["errors"]]
@@ -377,16 +382,19 @@ async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any
         conn = await connect(run.workers, run.server, peer, data, n, concurrency=sizes.connect_concurrency, retry=True)
         if conn["failed"]:
             return _failed(f"{conn['failed']} of {n} did not connect", errors=conn["errors"])
+        _say(f"storm: {n} connected in {conn['seconds']:.1f} s; stopping the server")
         await run.workers.all(cmd="mark", storm=missed)
         # A deploy: SIGTERM, then wait for the exit (ours drains with 1012 over NOTIFY_DRAIN_SECONDS).
         stopping = time.monotonic()
         await run.server.stop()
         stop_s = time.monotonic() - stopping
         exit_code = run.server.proc.returncode if run.server.proc else None
+        _say(f"storm: stopped in {stop_s:.1f} s (exit {exit_code}); publishing {missed} to each of {n} users")
         published = await run.pub.ask(reply_s=900, cmd="storm", users=data.user_ids[:n], n=missed)  # not timed
         cpu_before = run.cpu()
         await run.server.start(poll_s=0.01)
         spawned = run.server.spawned_at
+        _say(f"storm: published in {published['seconds']:.1f} s; new server listening {run.server.ready_at - spawned:.2f} s after spawn")
         await run.profile("storm")
         replies = await run.workers.all(reply_s=sizes.storm_wait + 60, cmd="storm_wait", t0=spawned, wait=sizes.storm_wait)
         cpu = {k: round(v - cpu_before[k], 2) for k, v in run.cpu().items() if k in {"postgres", "loadgen", "redis"}}
@@ -423,6 +431,10 @@ async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any
         reason = f"{len(seconds)} of {n} back within {sizes.storm_wait:g} s, {figures['lost']} lost, {figures['gaps']} gaps"
         return _failed(reason, **figures, errors=[e for r in replies for e in r["errors"]][:3])
     return {"ok": True, "all_back_s": seconds[-1], **figures}
+
+
+def _say(text: str) -> None:
+    print(f"    {text}", file=sys.stderr, flush=True)
 
 
 def _merged(counts: Any) -> dict[str, int]:
