@@ -87,7 +87,9 @@ async def run(args: argparse.Namespace) -> int:
         idle_latency_publishes=args.idle_latency_publishes, storm_clients=args.storm_clients, storm_missed=args.storm_missed,
         storm_wait=args.storm_wait,
     )  # fmt: skip
-    most = max(sizes.idle_connections, sizes.storm_clients)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    storm_clients = sizes.storm_clients if "storm" in scenarios else 0  # users and tokens only for a storm that runs
+    most = max(sizes.idle_connections, storm_clients)
     nofile = raise_nofile(2 * most + 2000)
     if nofile < most + 1000:
         print(f"ulimit -n is {nofile}: too low for {most} connections", file=sys.stderr)
@@ -105,10 +107,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"unknown peer(s): {', '.join(unknown)}; from: {', '.join(PEERS)}", file=sys.stderr)
         return 2
     peers = [PEERS[p] for p in names]
-    scenarios = [s for s in args.scenarios.split(",") if s]
     started = time.time()
     load_before = os.getloadavg()
-    users = max(sizes.idle_connections, sizes.fanout_users, sizes.storm_clients)
+    users = max(sizes.idle_connections, sizes.fanout_users, storm_clients)
     data = setup_data(env, users, sizes.fanout_users, min(sizes.idle_latency_users, sizes.latency_users))
     results: dict[str, dict[str, Any]] = {}
     for scenario in scenarios:
