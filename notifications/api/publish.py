@@ -57,9 +57,9 @@ def publish_batch(request: HttpRequest, payload: BatchIn, idempotency_key: Idemp
 def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | None], *, batch: bool) -> list[services.PublishRequest]:
     """Resolve usernames and topics for all items first: an unknown one fails the whole request, before any write."""
     usernames = sorted({u for item in items for u in item.users if isinstance(u, str)})
-    user_ids: dict[str | int, int] = {**selectors.active_user_ids(usernames)} if usernames else {}
     ids = sorted({u for item in items for u in item.users if not isinstance(u, str)})
-    user_ids.update({i: i for i in selectors.active_ids(ids)} if ids else {})
+    user_ids: dict[str | int, int] = {name: uid for name, uid in selectors.active_user_ids(usernames).items()} if usernames else {}
+    user_ids.update({uid: uid for uid in selectors.active_ids(ids)} if ids else {})
     topics = selectors.topics_by_slug(sorted({item.topic for item in items if item.topic}))
     requests = []
     by_topic: dict[str, services.PublishRequest] = {}  # a topic's subscribers are read once per request
