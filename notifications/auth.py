@@ -7,7 +7,9 @@ authenticated by its session cookie behind an origin check; a service by
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,9 +21,9 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
@@ -65,17 +67,71 @@ def revoke_token(token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def authenticate_token(secret: str) -> ApiToken | None:
-    """The live token for this secret, with its user, or None."""
+# last_used_at is kept to the minute: a token used again within it costs no write.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def authenticate_token(secret: str, *, record_use: bool = True) -> ApiToken | None:
+    """The live token for this secret, with its user, or None.
+
+    record_use=False leaves last_used_at to the caller (see use_is_stale): the
+    socket path writes it for many connects at once, off the handshake.
+    """
     if not secret.startswith(TOKEN_PREFIX):
         return None
     token = ApiToken.objects.select_related("user").filter(digest=_digest(secret), revoked_at__isnull=True).first()
     if token is None or not token.user.is_active:
         return None
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    if record_use and use_is_stale(token):
+        record_token_use([token.pk])
     return token
+
+
+@dataclass(frozen=True)
+class SocketToken:
+    token_id: int
+    user_id: int
+    scopes: list[str]
+    use_is_stale: bool  # last_used_at is due to be written
+
+
+def authenticate_socket_token(secret: str) -> SocketToken | None:
+    """authenticate_token's rule for the WebSocket handshake, in one plain statement.
+
+    The ORM took several times longer to build the query than PostgreSQL to
+    answer it, on every connect (docs/benchmarks.md); the socket needs no
+    model instances. tests/test_auth.py holds both functions to the same answers.
+    """
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_socket_token_sql(), [timezone.now() - LAST_USED_PRECISION, _digest(secret)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_id, user_id, scopes, stale = row
+    scopes = scopes if isinstance(scopes, list) else json.loads(scopes)  # jsonb comes decoded; SQLite's text does not
+    return SocketToken(token_id, user_id, scopes, bool(stale))
+
+
+@functools.cache
+def _socket_token_sql() -> str:
+    user = get_user_model()._meta
+    assert user.pk is not None
+    active = "AND u.is_active" if any(f.name == "is_active" for f in user.concrete_fields) else ""
+    return (
+        "SELECT t.id, t.user_id, t.scopes, (t.last_used_at IS NULL OR t.last_used_at < %s)"
+        f" FROM {ApiToken._meta.db_table} t JOIN {user.db_table} u ON u.{user.pk.column} = t.user_id"
+        f" WHERE t.digest = %s AND t.revoked_at IS NULL {active}"
+    )
+
+
+def use_is_stale(token: ApiToken) -> bool:
+    return token.last_used_at is None or timezone.now() - token.last_used_at > LAST_USED_PRECISION
+
+
+def record_token_use(token_ids: Iterable[int]) -> None:
+    ApiToken.objects.filter(pk__in=list(token_ids)).update(last_used_at=timezone.now())
 
 
 def issue_ticket(*, user: AbstractBaseUser, token: ApiToken | None = None, session_key: str = "") -> str:
@@ -173,7 +229,7 @@ def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
 
 
 class _CredentialFromSession:
-    """Inside AuthMiddlewareStack: name the session the socket stands on, for heartbeat checks."""
+    """Inside AuthMiddlewareStack: the session's user as user_id, and the session as the credential checked every heartbeat."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -182,6 +238,8 @@ class _CredentialFromSession:
         session = scope.get("session")
         key = session.session_key if session is not None else None
         scope["credential"] = ("session", key or "")
+        user = scope.get("user")
+        scope["user_id"] = user.pk if user is not None and user.is_authenticated else None
         return await self.app(scope, receive, send)
 
 
@@ -200,21 +258,28 @@ class WebsocketAuthMiddleware:
         if authorization is not None:
             # Browsers cannot set this header on a WebSocket, so no origin check is needed.
             scheme, _, secret = authorization.partition(" ")
-            token = await database_sync_to_async(authenticate_token)(secret.strip()) if scheme.lower() == "bearer" else None
+            # Any worker thread, not the one every thread-sensitive call of the process shares: connects in parallel.
+            token = (
+                await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret.strip())
+                if scheme.lower() == "bearer"
+                else None
+            )
             if token is not None and Scope.READ in token.scopes:
-                scope = {**scope, "user": token.user, "credential": ("token", str(token.pk))}
+                # The consumer hands last_used_at to its hub, which writes it with the acks.
+                credential = ("token", str(token.token_id))
+                scope = {**scope, "user_id": token.user_id, "credential": credential, "token_use_stale": token.use_is_stale}
             else:
-                scope = {**scope, "user": AnonymousUser(), "credential": ("token", "")}
+                scope = {**scope, "user_id": None, "credential": ("token", "")}
             return await self.app(scope, receive, send)
         if "ticket" in query:
-            redeemed = await database_sync_to_async(redeem_ticket)(query["ticket"][0])
+            redeemed = await database_sync_to_async(redeem_ticket, thread_sensitive=False)(query["ticket"][0])
             if redeemed is None:
-                scope = {**scope, "user": AnonymousUser(), "credential": ("user", "")}
+                scope = {**scope, "user_id": None, "credential": ("user", "")}
             else:
-                scope = {**scope, "user": redeemed.user, "credential": redeemed.credential}
+                scope = {**scope, "user_id": redeemed.user.pk, "credential": redeemed.credential}
             return await self.app(scope, receive, send)
         if header(scope, b"origin") is None:
             # Not a browser (browsers always send Origin): no cookie auth without
             # the origin check, but say 4401 rather than refuse the handshake.
-            return await self.app({**scope, "user": AnonymousUser(), "credential": ("session", "")}, receive, send)
+            return await self.app({**scope, "user_id": None, "credential": ("session", "")}, receive, send)
         return await self.cookie_app(scope, receive, send)

@@ -87,16 +87,19 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # a burst's pushes several to a frame (hub.COALESCE_SECONDS), and replays in few frames.
         self.batching = query.get("batch") == ["1"]
 
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        # Set by auth.WebsocketAuthMiddleware, whichever way the socket came in.
+        user_id = self.scope.get("user_id")
+        if user_id is None:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user_id = user.pk
+        self.user_id = user_id
         self.credential = self.scope["credential"]
         self.hub = hub.hub()
         # Attach before reading the head, so no push falls between the two.
         await self.hub.attach(self)
+        if self.scope.get("token_use_stale"):
+            self.hub.record_token_use(int(self.credential[1]))
         # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
         state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
         await self.accept()

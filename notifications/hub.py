@@ -56,8 +56,9 @@ class Hub:
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: dict[int, int] = {}  # user -> highest acked seq, not yet written
-        self._ack_flush: asyncio.Task[None] | None = None
-        self._ack_writing = asyncio.Lock()
+        self._token_uses: set[int] = set()  # tokens whose last_used_at is due, not yet written
+        self._flush: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
 
     @property
@@ -87,42 +88,58 @@ class Hub:
         self._tasks = []
         self._ready.clear()
         self.channel = ""  # the next start may be on another layer instance
-        if self._ack_flush is not None:
-            await asyncio.gather(self._ack_flush, return_exceptions=True)
+        await self.written()
 
     async def leave(self) -> None:
         """The process is stopping: write the acks still pending, leave the group, stop."""
-        if self._ack_flush is not None:
-            await asyncio.gather(self._ack_flush, return_exceptions=True)
+        await self.written()
         if self.channel:
             with contextlib.suppress(Exception):  # the group forgets us after group_expiry anyway
                 await asyncio.wait_for(get_channel_layer().group_discard(push.NODES_GROUP, self.channel), 2)
         await self.stop()
 
-    # Acks from every local socket are written together: one UPDATE per
-    # ACK_FLUSH_SECONDS for the whole process, not one per ack frame.
+    # Acks (and tokens' last use) from every local socket are written together:
+    # one UPDATE per ACK_FLUSH_SECONDS for the whole process, not one per frame or connect.
     def record_ack(self, user_id: int, seq: int) -> asyncio.Task[None]:
         """Queue a cumulative ack; the returned task finishes once it is written (await it to confirm)."""
         if seq > self._acks.get(user_id, 0):
             self._acks[user_id] = seq
-        if self._ack_flush is None:
-            self._ack_flush = asyncio.create_task(self._flush_acks())
-        return self._ack_flush
+        return self._flush_soon()
 
-    async def _flush_acks(self) -> None:
+    def record_token_use(self, token_id: int) -> asyncio.Task[None]:
+        self._token_uses.add(token_id)
+        return self._flush_soon()
+
+    async def written(self) -> None:
+        """Returns once what was queued before the call has been written (or failed and been queued again)."""
+        if self._flush is not None:
+            await asyncio.gather(self._flush, return_exceptions=True)
+        async with self._writing:  # and a write already under way
+            pass
+
+    def _flush_soon(self) -> asyncio.Task[None]:
+        if self._flush is None:
+            self._flush = asyncio.create_task(self._write_batched())
+        return self._flush
+
+    async def _write_batched(self) -> None:
         await asyncio.sleep(ACK_FLUSH_SECONDS)
-        # One write at a time: acks that come in meanwhile wait, and go in the next one together.
-        async with self._ack_writing:
-            acks, self._acks, self._ack_flush = self._acks, {}, None  # later acks start the next flush
+        # One write at a time: what comes in meanwhile waits, and goes in the next one together.
+        async with self._writing:
+            acks, self._acks = self._acks, {}
+            token_uses, self._token_uses = self._token_uses, set()
+            self._flush = None  # later acks start the next flush
             try:
                 # Off the thread every other database call of the process shares: the
                 # write may wait for a publish that holds these users' streams.
-                await database_sync_to_async(services.ack_many, thread_sensitive=False)(acks)
+                await database_sync_to_async(_write, thread_sensitive=False)(acks, token_uses)
             except Exception:
-                # Only the delivered cursor is late: put them back for the next flush.
+                # Only the delivered cursor and last_used_at are late: put them back for the next flush.
                 log.exception("writing %d acks failed; retrying with the next ones", len(acks))
                 for user_id, seq in acks.items():
                     self.record_ack(user_id, seq)
+                for token_id in token_uses:
+                    self.record_token_use(token_id)
 
     def detach(self, listener: Listener) -> None:
         group = self.listeners.get(listener.user_id)
@@ -253,6 +270,13 @@ class Hub:
                 await listener.close_unauthenticated()
             else:
                 await listener.on_heartbeat(*heads.get(listener.user_id, (0, 0)))
+
+
+def _write(acks: dict[int, int], token_uses: set[int]) -> None:
+    if acks:
+        services.ack_many(acks)
+    if token_uses:
+        auth.record_token_use(token_uses)
 
 
 def _heartbeat_state(

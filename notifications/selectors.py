@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -31,8 +32,15 @@ class ReplayPage:
 
 
 def stream_state(user_id: int) -> StreamState:
-    row = UserStream.objects.filter(user_id=user_id).values_list("head_seq", "unread", "pruned_seq").first()
+    # Read on every connect: plain SQL, since building this query with the ORM
+    # cost several times what PostgreSQL takes to answer it (docs/benchmarks.md).
+    with connection.cursor() as cursor:
+        cursor.execute(_STREAM_STATE_SQL, [user_id])
+        row = cursor.fetchone()
     return StreamState(*row) if row else StreamState(0, 0, 0)
+
+
+_STREAM_STATE_SQL = f"SELECT head_seq, unread, pruned_seq FROM {UserStream._meta.db_table} WHERE user_id = %s"
 
 
 def heads(user_ids: list[int]) -> dict[int, tuple[int, int]]:

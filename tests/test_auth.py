@@ -131,3 +131,25 @@ def test_an_operators_ticket_holds_while_its_user_is_active(user: Any) -> None:
     user.is_active = False
     user.save()
     assert auth.redeem_ticket(ticket) is None
+
+
+# --- the handshake's token check --------------------------------------------------------------
+
+
+def test_the_sockets_token_check_answers_as_the_http_one(make_user: Any) -> None:
+    """authenticate_socket_token is plain SQL for speed; it must keep authenticate_token's rule."""
+    owners = {name: make_user() for name in ("live", "revoked", "inactive", "used")}
+    issued = {name: auth.issue_token(user=u, scopes=["read", "publish"]) for name, u in owners.items()}
+    auth.revoke_token(issued["revoked"].token)
+    owners["inactive"].is_active = False
+    owners["inactive"].save()
+    auth.record_token_use([issued["used"].token.pk])
+    secrets = {name: i.secret for name, i in issued.items()} | {"unknown": "ntf_00000000_nope", "not ours": "abc"}
+    for name, secret in secrets.items():
+        over_http = auth.authenticate_token(secret, record_use=False)
+        on_socket = auth.authenticate_socket_token(secret)
+        assert (on_socket is None) == (over_http is None), name
+        if on_socket is not None and over_http is not None:
+            assert (on_socket.token_id, on_socket.user_id, on_socket.scopes) == (over_http.pk, over_http.user_id, over_http.scopes)
+            assert on_socket.use_is_stale == auth.use_is_stale(over_http) == (name != "used"), name
+    assert {n for n in secrets if auth.authenticate_socket_token(secrets[n])} == {"live", "used"}
