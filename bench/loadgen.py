@@ -44,6 +44,8 @@ from websockets.exceptions import ConnectionClosed
 ACK_EVERY = int(os.environ.get("BENCH_ACK_EVERY", "100"))
 ACK_INTERVAL = int(os.environ.get("BENCH_ACK_MS", "1000")) / 1000
 CONNECT_TIMEOUT = 30.0
+# client.js's connectTimeoutMs: a reconnect attempt with no welcome within it is dropped, and counts as failed.
+RECONNECT_TIMEOUT = 10.0
 # client.js's default backoff: a wait uniform in [MIN, min(MAX, BASE * 2^attempt)), attempt 0 on the first retry.
 BACKOFF_MIN, BACKOFF_BASE, BACKOFF_MAX = 0.25, 1.0, 30.0
 
@@ -184,7 +186,7 @@ class Worker:
                 sock.attempts += 1
                 self.attempt_times.append(time.monotonic())
                 try:
-                    sock.ws, sock.head = await asyncio.wait_for(self._handshake(url, sock.kind, token, sock.last_seq), CONNECT_TIMEOUT)
+                    sock.ws, sock.head = await asyncio.wait_for(self._handshake(url, sock.kind, token, sock.last_seq), RECONNECT_TIMEOUT)
                     break
                 except Exception as e:  # refused while down, a handshake timeout, a 5xx: one more attempt
                     sock.failed += 1
