@@ -150,10 +150,16 @@ class NotificationServer(Server):
         super().run()
 
     def _started(self) -> None:
-        self.ws_factory.protocol = type("WebSocketProtocol", (BoundedWebSocketProtocol,), {"send_buffer_bytes": self.send_buffer_bytes})
         # A client that breaks the protocol (a frame over the limit) is told why with a close
         # frame (1009), not dropped without one.
         self.ws_factory.setProtocolOptions(failByDrop=False)
+        # autobahn copies each of its ~40 options from the factory onto every connection
+        # that lacks them; as class attributes they are held once, not per socket.
+        # (Not the callables: on a class, a function would become a method.)
+        options = {name: value for name in BoundedWebSocketProtocol.CONFIG_ATTRS if not callable(value := getattr(self.ws_factory, name))}
+        self.ws_factory.protocol = type(
+            "WebSocketProtocol", (BoundedWebSocketProtocol,), {**options, "send_buffer_bytes": self.send_buffer_bytes}
+        )
         # After Twisted's own handlers, which would stop the reactor at once.
         signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(self.drain))
 
