@@ -25,31 +25,48 @@ def test_bench_runs_every_scenario_and_loses_nothing(tmp_path: Path) -> None:
         **os.environ,
         "BENCH_DATABASE_URL": database_url(),
         "BENCH_REDIS_URL": redis_url + ("&" if "?" in redis_url else "?") + "socket_timeout=15",
+        # Each daphne still drains with 1012 when stopped (the storm checks it), over 1 s rather than 3.
+        "NOTIFY_DRAIN_SECONDS": "1",
     }
     sizes = ["--users", "20", "--messages", "3", "--rounds", "1", "--idle", "30", "--missed", "30", "--replay-rounds", "1"]
     sizes += ["--workers", "2", "--http-seconds", "0.5", "--http-batch", "10", "--latency-seconds", "1"]
+    sizes += ["--idle-latency-users", "10", "--idle-latency-publishes", "5", "--storm-clients", "50", "--storm-missed", "3"]
     cmd = [
         sys.executable,
         "-m",
         "bench",
         "--peers",
-        "ours,bare",
+        "ours,ours-uvicorn,bare",
         "--scenarios",
-        "fanout,replay,http",
+        "fanout,latency,replay,http,storm",
         *sizes,
         "--no-write",
         "--json",
         str(out),
     ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results: dict[str, Any] = orjson.loads(out.read_bytes())["results"]
     fanout = results["fanout"]
-    for peer in ("ours", "bare"):
+    for peer in ("ours", "ours-uvicorn", "bare"):
         assert fanout[peer]["ok"], fanout[peer]
         assert [r["deliveries"] for r in fanout[peer]["rounds"]] == [20 * 3]
-    assert results["replay"]["ours"]["ok"] and results["replay"]["ours"]["ms"] > 0
-    assert "na" in results["replay"]["bare"]
-    http = results["http"]["ours"]
-    assert http["ok"] and http.get("batch_rate", 0) > 0, http
+        latency = results["latency"][peer]
+        assert latency["ok"] and latency["samples"] == 20 * 2, latency
+        assert latency["idle_samples"] == 10 * 5 and latency["idle_p50"] > 0, latency  # one publish at a time, each waited for
+    for peer in ("ours", "ours-uvicorn"):
+        assert results["replay"][peer]["ok"] and results["replay"][peer]["ms"] > 0
+        http = results["http"][peer]
+        assert http["ok"] and http.get("batch_rate", 0) > 0, http
+        # The server restarted under 50 clients, 3 published to each while it was down: every one came back,
+        # reconnecting with client.js's backoff, and holds its 3 with consecutive seqs, then `synced`.
+        storm = results["storm"][peer]
+        assert storm["ok"], storm
+        assert storm["published"] == 50 * 3 and storm["back"] == 50 and storm["lost"] == storm["gaps"] == 0, storm
+        assert storm["attempts"] >= 50 and 0 < storm["p50_s"] <= storm["all_back_s"] == storm["slowest_s"], storm
+        assert sum(storm["closes"].values()) == 50, storm
+    assert results["storm"]["ours"]["closes"] == {"1012": 50}  # the drain: notifications/server.py
+    for scenario in ("replay", "http", "storm"):
+        assert "na" in results[scenario]["bare"]
     assert "this service" in done.stdout  # the table
+    assert "reconnect storm" in done.stdout
