@@ -66,7 +66,7 @@ class Sock:
 
     __slots__ = (
         "acked", "attempt", "attempts", "done_at", "dups", "failed", "first_n", "from_seq", "gaps", "head", "kind", "last_seq",
-        "lat", "received", "retry", "seen_n", "synced", "unacked", "want", "ws",
+        "lat", "received", "resynced", "retry", "seen_n", "synced", "unacked", "want", "ws",
     )  # fmt: skip
 
     def __init__(self, ws: ClientConnection, kind: str, retry: bool = False) -> None:
@@ -88,6 +88,7 @@ class Sock:
         self.want = 0
         self.from_seq = 0
         self.done_at = 0.0
+        self.resynced = False  # a `synced` came on a socket opened since mark: what it lacks then is lost
         self.attempt = 0  # client.js's backoff exponent: 0 again on every welcome
         self.attempts = 0  # reconnect attempts since mark, and how many of them failed
         self.failed = 0
@@ -227,6 +228,8 @@ class Worker:
                     sock.head = frame["head_seq"]
                     if not frame.get("more"):
                         sock.synced.set()
+                        if sock.want and sock.attempts:
+                            sock.resynced = True
                         if sock.want and not sock.done_at and sock.received >= sock.want:
                             sock.done_at = time.monotonic()
                             self.progress.set()
@@ -289,7 +292,7 @@ class Worker:
             sock.seen_n = set()
             sock.lat = []
             sock.dups = sock.gaps = 0
-            sock.want, sock.from_seq, sock.done_at = want, sock.last_seq, 0.0
+            sock.want, sock.from_seq, sock.done_at, sock.resynced = want, sock.last_seq, 0.0, False
             sock.attempts = sock.failed = 0
         self.last_receipt = 0.0
         self.frames = 0
@@ -333,8 +336,11 @@ class Worker:
         done = [s for s in self.socks if s.done_at]
         return {
             "seconds": [round(s.done_at - t0, 4) for s in done],
-            "missing": sum(max(0, s.want - s.received) for s in self.socks),
-            "wrong_cursor": sum(1 for s in self.socks if s.last_seq != s.from_seq + s.want),
+            # Lost: what a client still lacks after the server said `synced` on its new socket. Not
+            # received: what the clients that never got that far lack (not back within the wait).
+            "lost": sum(max(0, s.want - s.received) for s in self.socks if s.resynced),
+            "not_received": sum(max(0, s.want - s.received) for s in self.socks if not s.resynced),
+            "wrong_cursor": sum(1 for s in self.socks if s.resynced and s.last_seq != s.from_seq + s.want),
             "gaps": sum(s.gaps for s in self.socks),
             "dups": sum(s.dups for s in self.socks),
             "attempts": sum(s.attempts for s in self.socks),

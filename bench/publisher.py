@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 BODY = "A build finished on main: 142 tests passed, 0 failed, coverage 91%."
-STORM_CHUNK = 1000  # users per transaction in the storm's publish: 10,000 rows of 10 notifications each
+STORM_CHUNK = 2500  # users per transaction in the storm's publish: 25,000 rows of 10 notifications each (~10,000 rows/s here)
 
 Publish = Callable[[int, float], Awaitable[None]]
 

@@ -417,7 +417,8 @@ async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any
         "attempts_after_spawn": sum(r["attempts_after"] for r in replies),
         "failed_attempts": sum(r["failed"] for r in replies),
         "max_attempts": max(r["max_attempts"] for r in replies),
-        "lost": sum(r["missing"] for r in replies),
+        "lost": sum(r["lost"] for r in replies),
+        "not_received": sum(r["not_received"] for r in replies),
         "gaps": sum(r["gaps"] for r in replies),
         "wrong_cursor": sum(r["wrong_cursor"] for r in replies),
         "dups": sum(r["dups"] for r in replies),
@@ -428,7 +429,10 @@ async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any
         "cpu_s": cpu,
     }
     if len(seconds) < n or figures["lost"] or figures["gaps"] or figures["wrong_cursor"]:
-        reason = f"{len(seconds)} of {n} back within {sizes.storm_wait:g} s, {figures['lost']} lost, {figures['gaps']} gaps"
+        reason = (
+            f"{len(seconds)} of {n} back within {sizes.storm_wait:g} s ({figures['not_received']} notifications not received yet);"
+            f" {figures['lost']} lost, {figures['gaps']} gaps"
+        )
         return _failed(reason, **figures, errors=[e for r in replies for e in r["errors"]][:3])
     return {"ok": True, "all_back_s": seconds[-1], **figures}
 
