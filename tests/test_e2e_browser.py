@@ -500,7 +500,7 @@ window.until = (test, ms = 5000) => new Promise((resolve, reject) => {
 });
 """
 
-STATIC_JS = ROOT / "static" / "notifications"  # client.js and the modules it imports
+STATIC_JS = ROOT / "static" / "notifications"  # client.js and the modules it imports, each served by its name
 
 
 @pytest.fixture
@@ -511,8 +511,9 @@ def client_page() -> Iterator[Page]:
 
         def serve(route: Any) -> None:
             name = route.request.url.rsplit("/", 1)[-1]
-            if name in ("client.js", "tabs.js"):
-                route.fulfill(body=(STATIC_JS / name).read_text(), content_type="text/javascript")
+            module = STATIC_JS / name
+            if module.suffix == ".js" and module.is_file():
+                route.fulfill(body=module.read_text(), content_type="text/javascript")
             else:
                 route.fulfill(body="<!doctype html><title>client.js</title>", content_type="text/html")
 
