@@ -8,7 +8,7 @@
  * announces itself every second, the oldest tab wins a tie, and a tab that hears
  * no leader for three seconds takes over.
  *
- * No frame of the protocol is known here: client.js says what to post.
+ * No frame of the protocol is known here: tab-relay.js says what to post.
  */
 
 const ANNOUNCE_MS = 1000; // fallback: how often the leader says it is alive
