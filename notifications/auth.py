@@ -29,6 +29,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
 from . import availability, conf
+from .admission import admission
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
 from .models import ApiToken, Scope, WsTicket
@@ -253,6 +254,17 @@ class WebsocketAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not await availability.ready():
             return await close_socket_unavailable(receive, send)
+        # Before any database work: a process bringing up too many sockets at once refuses the rest (admission.py).
+        release = admission.try_enter()
+        if release is None:
+            return await close_socket_unavailable(receive, send)
+        try:
+            # The consumer releases once its socket is up; this covers every other way out.
+            return await self._authenticated(scope | {"admitted": release}, receive, send)
+        finally:
+            release()
+
+    async def _authenticated(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         authorization = header(scope, b"authorization")
         query = parse_qs(scope.get("query_string", b"").decode("latin1"))
         if authorization is not None:

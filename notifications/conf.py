@@ -16,6 +16,7 @@ class NotificationSettings:
     send_buffer_frames: int
     send_buffer_bytes: int
     drain_seconds: float
+    max_connecting: int
     ticket_seconds: int
 
 
@@ -36,5 +37,6 @@ def get() -> NotificationSettings:
         send_buffer_frames=raw.get("SEND_BUFFER_FRAMES", 2000),
         send_buffer_bytes=raw.get("SEND_BUFFER_BYTES", 8 * 1024 * 1024),
         drain_seconds=raw.get("DRAIN_SECONDS", 3.0),
+        max_connecting=raw.get("MAX_CONNECTING", 64),
         ticket_seconds=raw.get("TICKET_SECONDS", 60),
     )

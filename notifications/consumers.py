@@ -75,6 +75,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     # --- lifecycle ---------------------------------------------------------------
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        finally:
+            # Up (welcome and the first replay sent) or refused: the next handshake may start (admission.py).
+            self.scope.get("admitted", lambda: None)()
+
+    async def _connect(self) -> None:
         self.settings = conf.get()
         self.closed = False
         self.sync = SocketSync(buffer_frames=self.settings.send_buffer_frames)

@@ -197,6 +197,7 @@ NOTIFICATIONS = {
     # the largest replay page (NOTIFY_REPLAY_PAGE_SIZE x the largest notifications).
     "SEND_BUFFER_BYTES": env_int("NOTIFY_SEND_BUFFER_BYTES", 8 * 1024 * 1024),
     "DRAIN_SECONDS": env_int("NOTIFY_DRAIN_SECONDS", 3),
+    "MAX_CONNECTING": env_int("NOTIFY_MAX_CONNECTING", 64),
     "TICKET_SECONDS": env_int("NOTIFY_TICKET_SECONDS", 60),
 }
 

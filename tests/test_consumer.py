@@ -15,7 +15,9 @@ from django.test import Client
 from django.utils import timezone
 
 from notifications import auth, availability, hub, protocol, push, selectors, services
+from notifications.admission import admission
 from notifications.models import ApiToken, Notification, Topic
+from notifications.protocol import CLOSE_UNAVAILABLE
 from project.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -533,3 +535,22 @@ async def test_a_frame_that_finds_the_database_away_is_refused_and_the_socket_st
     await ws.send_json_to({"type": "ping"})
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
     await ws.disconnect()
+
+
+# --- admission ------------------------------------------------------------------------
+
+
+async def test_past_the_handshakes_in_progress_a_socket_is_told_to_come_back(user: Any, settings: Any) -> None:
+    """After a restart every client returns at once: past the limit a handshake closes 4503 before any database work."""
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "MAX_CONNECTING": 1}
+    coming_up = admission.try_enter()  # another socket still on its way up
+    assert coming_up is not None
+    ws = await connect(user)
+    assert await closed_with(ws) == CLOSE_UNAVAILABLE
+    coming_up()
+    ws, _ = await welcome(user)  # once it is up, the next may come
+    assert admission.connecting == 0  # released once welcome (and any replay) went out
+    await ws.disconnect()
+    unauthenticated = await connect()
+    assert await closed_with(unauthenticated) == 4401
+    assert admission.connecting == 0
