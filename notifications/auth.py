@@ -72,18 +72,14 @@ def revoke_token(token: ApiToken) -> None:
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-def authenticate_token(secret: str, *, record_use: bool = True) -> ApiToken | None:
-    """The live token for this secret, with its user, or None.
-
-    record_use=False leaves last_used_at to the caller (see use_is_stale): the
-    socket path writes it for many connects at once, off the handshake.
-    """
+def authenticate_token(secret: str) -> ApiToken | None:
+    """The live token for this secret, with its user, or None (the socket path: authenticate_socket_token)."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
     token = ApiToken.objects.select_related("user").filter(digest=_digest(secret), revoked_at__isnull=True).first()
     if token is None or not token.user.is_active:
         return None
-    if record_use and use_is_stale(token):
+    if use_is_stale(token):
         record_token_use([token.pk])
     return token
 
