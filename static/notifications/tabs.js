@@ -5,15 +5,16 @@
  * BroadcastChannel. The leader is the tab holding the Web Lock of that name, held
  * for the tab's life: when the tab closes the browser hands the lock to a tab
  * still waiting for it, which announces itself. Without Web Locks the leader
- * announces itself every second, the oldest tab wins a tie, and a tab that hears
- * no leader for three seconds takes over.
+ * announces itself every second, and a tab that hears no leader for three seconds
+ * claims the lead: it leads only if no older tab claimed within the next 200 ms, so
+ * that two tabs claiming at once do not both open a socket.
  *
  * No frame of the protocol is known here: tab-relay.js says what to post.
  */
 
 const ANNOUNCE_MS = 1000; // fallback: how often the leader says it is alive
 const LEASE_MS = 3000; // fallback: silence after which the leader is presumed gone
-const PROBE_MS = 200; // fallback: how long a new tab listens for a leader before it claims
+const PROBE_MS = 200; // fallback: how long a new tab listens for a leader before it claims, and a claim for rivals
 
 export function tabsSupported() {
   return typeof globalThis.BroadcastChannel === "function";
@@ -39,6 +40,8 @@ export class TabGroup {
     this._channel = null;
     this._heardAt = 0;
     this._timer = null;
+    this._claimTimer = null; // fallback: set while this tab's claim waits for an older rival
+    this._claimHeardAt = 0; // fallback: when another tab last claimed
     this._abort = null;
     this._release = null;
     this._onPageHide = () => this._resign();
@@ -63,6 +66,7 @@ export class TabGroup {
     this._abort?.abort();
     this._release?.();
     this._stopTimer();
+    this._dropClaim();
     globalThis.removeEventListener?.("pagehide", this._onPageHide);
     this._channel?.close();
     this._channel = null;
@@ -85,6 +89,8 @@ export class TabGroup {
         return;
       case "lead":
         return this._heard(message.from);
+      case "claim":
+        return this._claimed(message.from);
       case "resign":
         if (message.from === this.leader && !this._locks) {
           // Fallback: claim after a random moment, so that not every tab claims at once.
@@ -135,6 +141,7 @@ export class TabGroup {
   }
 
   _follow(id) {
+    this._dropClaim();
     this.leader = id;
     this._heardAt = Date.now();
     if (!this._locks) this._setTimer(() => this._watch());
@@ -159,10 +166,32 @@ export class TabGroup {
     this._timer = null;
   }
 
-  /** Fallback: claim when no leader has been heard for a lease. */
+  /** Fallback: claim when no leader has been heard for a lease, nor another tab's claim. */
   _watch() {
-    if (!this._channel || this.leading) return;
-    if (this.leader === null || Date.now() - this._heardAt > LEASE_MS) this._lead();
+    if (!this._channel || this.leading || this._claimTimer !== null) return;
+    const now = Date.now();
+    if (now - this._claimHeardAt < LEASE_MS) return; // that tab leads, or yields to an older one that does
+    if (this.leader === null || now - this._heardAt > LEASE_MS) {
+      this._post({ tabs: "claim" });
+      this._claimTimer = setTimeout(() => {
+        this._claimTimer = null;
+        this._lead();
+      }, PROBE_MS);
+    }
+  }
+
+  /** Fallback: tab `id` claims the lead. The older of two claims wins; a leader answers that it is there. */
+  _claimed(id) {
+    if (this.leading) return this._announce();
+    if (this._claimTimer !== null && id > this.id) return this._post({ tabs: "claim" }); // ours is older
+    this._dropClaim();
+    this._claimHeardAt = Date.now();
+    return undefined;
+  }
+
+  _dropClaim() {
+    clearTimeout(this._claimTimer);
+    this._claimTimer = null;
   }
 
   _announce() {
