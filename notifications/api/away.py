@@ -31,8 +31,16 @@ class ChoiceIO(Strict):
 
 class QuietIO(Strict):
     time_zone: str = Field(default="UTC", max_length=64, description="An IANA zone, e.g. Europe/Paris.")
-    start: time
-    end: time
+    start: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 22:00.")
+    end: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 07:30.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        # The zone says where: an offset as well would be a second, conflicting answer.
+        if value.tzinfo is not None:
+            raise ValueError("a wall-clock time without an offset: the zone is time_zone")
+        return value
 
     @field_validator("time_zone")
     @classmethod

@@ -37,6 +37,8 @@ def test_put_then_get_reads_it_back(reader: Api, user: Any) -> None:
         {"preferences": [{"channel": "email", "category": "deploys", "enabled": True}]},
         {"quiet_hours": {"time_zone": "Mars/Olympus", "start": "22:00", "end": "07:00"}},
         {"quiet_hours": {"time_zone": "UTC", "start": "22:00", "end": "22:00"}},
+        {"quiet_hours": {"time_zone": "UTC", "start": "22:58:29+23:47", "end": "07:00"}},  # an offset PostgreSQL refuses
+        {"quiet_hours": {"time_zone": "Europe/Paris", "start": "22:00", "end": "07:00+01:00"}},  # an offset beside the zone
         {"preferences": [{"channel": "email", "category": "", "enabled": True}, {"channel": "email", "category": "", "enabled": False}]},
     ],
 )
