@@ -250,7 +250,8 @@ class WebsocketAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not await availability.ready():
             return await close_socket_unavailable(receive, send)
-        # Before any database work: a process bringing up too many sockets at once refuses the rest (admission.py).
+        # Before any database work: a process bringing up too many sockets at once refuses the rest
+        # (admission.py); meanwhile our daphne server closes new connections as it accepts them (server.py).
         release = admission.try_enter()
         if release is None:
             return await close_socket_unavailable(receive, send)

@@ -34,6 +34,7 @@ from twisted.internet import defer
 from twisted.internet import reactor as twisted_reactor
 
 from . import conf, lifecycle, protocol
+from .admission import admission
 
 log = logging.getLogger(__name__)
 reactor: Any = twisted_reactor  # the installed (asyncio) reactor; Twisted's stubs type it as an interface
@@ -160,8 +161,20 @@ class NotificationServer(Server):
         self.ws_factory.protocol = type(
             "WebSocketProtocol", (BoundedWebSocketProtocol,), {**options, "send_buffer_bytes": self.send_buffer_bytes}
         )
+        # daphne builds its HTTP factory in run(), so the wrap is on the instance.
+        self._build_http = self.http_factory.buildProtocol
+        self.http_factory.buildProtocol = self._accept
         # After Twisted's own handlers, which would stop the reactor at once.
         signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(self.drain))
+
+    def _accept(self, address: Any) -> Any:
+        """While admission is full (admission.py), close a new connection as it is accepted, before reading a byte.
+
+        A refusal after the handshake costs the process about as much as an admission,
+        and a storm of them leaves it no time for the sockets it let in (docs/decisions/0011).
+        A connection counts only once its handshake reaches the app: idle connections hold no place.
+        """
+        return None if admission.full else self._build_http(address)  # None: Twisted closes it
 
     def listen_success(self, port: Any) -> None:
         self.ports.append(port)

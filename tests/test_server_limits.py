@@ -11,17 +11,18 @@ import socket
 import time
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from notifications import protocol, push, services
-from notifications.models import UserStream
-from tests.conftest import DaphneServer
+from notifications.models import ApiToken, UserStream
+from tests.conftest import DaphneServer, database_url
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
@@ -151,6 +152,34 @@ async def test_a_frame_over_the_limit_in_bytes_is_refused_by_the_server_with_100
     await ws.send(frame)
     seqs, code = await notifications_until_closed(ws)
     assert code == protocol.CLOSE_TOO_BIG and seqs == []
+    assert "Traceback" not in server.log.read_text()
+
+
+def waiting_on_locks() -> int:
+    with psycopg.connect(database_url(), autocommit=True) as db:
+        row = db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_while_admission_is_full_a_new_connection_is_closed_as_it_is_accepted(daphne_factory: Any, user: Any, token_for: Any) -> None:
+    """server.py: past NOTIFY_MAX_CONNECTING sockets coming up, the server reads not a byte of a new connection."""
+    server = daphne_factory(NOTIFY_MAX_CONNECTING="2")
+    token = await sync_to_async(token_for)(user)
+    # Two sockets held in their token check (the tokens' table locked) fill admission.
+    with psycopg.connect(database_url(), autocommit=False) as lock:
+        lock.execute(f"LOCK TABLE {ApiToken._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        coming_up = [asyncio.ensure_future(connect(server, token)) for _ in range(2)]
+        async with asyncio.timeout(TIMEOUT):
+            while await sync_to_async(waiting_on_locks)() < 2:  # noqa: ASYNC110 (PostgreSQL has no event for it)
+                await asyncio.sleep(0.05)
+        with pytest.raises((InvalidMessage, OSError)):  # closed before any HTTP response
+            await websockets.connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT)
+        assert not any(task.done() for task in coming_up)
+        lock.rollback()
+    # Once up they hold no place: the next comes up too.
+    sockets = [*(await asyncio.gather(*coming_up)), await connect(server, token)]
+    for ws in sockets:
+        await ws.close()
     assert "Traceback" not in server.log.read_text()
 
 
