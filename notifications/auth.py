@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from . import availability, conf
+from . import availability, conf, selectors
 from .admission import admission
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
@@ -90,14 +91,16 @@ class SocketToken:
     user_id: int
     scopes: list[str]
     use_is_stale: bool  # last_used_at is due to be written
+    stream: selectors.StreamState  # the user's stream as the same statement saw it
 
 
 def authenticate_socket_token(secret: str) -> SocketToken | None:
-    """authenticate_token's rule for the WebSocket handshake, in one plain statement.
+    """authenticate_token's rule for the WebSocket handshake, and the user's stream head, in one plain statement.
 
     The ORM took several times longer to build the query than PostgreSQL to
-    answer it, on every connect (docs/benchmarks.md); the socket needs no
-    model instances. tests/test_auth.py holds both functions to the same answers.
+    answer it, on every connect, and a second statement for the head cost a
+    quarter of the connect rate (docs/benchmarks.md); the socket needs no model
+    instances. tests/test_auth.py holds both functions to the same answers.
     """
     if not secret.startswith(TOKEN_PREFIX):
         return None
@@ -106,9 +109,9 @@ def authenticate_socket_token(secret: str) -> SocketToken | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    token_id, user_id, scopes, stale = row
+    token_id, user_id, scopes, stale, *stream = row
     scopes = scopes if isinstance(scopes, list) else json.loads(scopes)  # jsonb comes decoded; SQLite's text does not
-    return SocketToken(token_id, user_id, scopes, bool(stale))
+    return SocketToken(token_id, user_id, scopes, bool(stale), selectors.StreamState(*stream))
 
 
 @functools.cache
@@ -117,8 +120,10 @@ def _socket_token_sql() -> str:
     assert user.pk is not None
     active = "AND u.is_active" if any(f.name == "is_active" for f in user.concrete_fields) else ""
     return (
-        "SELECT t.id, t.user_id, t.scopes, (t.last_used_at IS NULL OR t.last_used_at < %s)"
+        "SELECT t.id, t.user_id, t.scopes, (t.last_used_at IS NULL OR t.last_used_at < %s),"
+        f" {selectors.stream_state_columns('s')}"
         f" FROM {ApiToken._meta.db_table} t JOIN {user.db_table} u ON u.{user.pk.column} = t.user_id"
+        f" LEFT JOIN {selectors.STREAM_TABLE} s ON s.user_id = t.user_id"
         f" WHERE t.digest = %s AND t.revoked_at IS NULL {active}"
     )
 
@@ -267,6 +272,8 @@ class WebsocketAuthMiddleware:
         if authorization is not None:
             # Browsers cannot set this header on a WebSocket, so no origin check is needed.
             scheme, _, secret = authorization.partition(" ")
+            # Taken before the statement: a push the hub dispatches from here on may be missing from the head it reads.
+            read_at = time.monotonic()
             # Any worker thread, not the one every thread-sensitive call of the process shares: connects in parallel.
             token = (
                 await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret.strip())
@@ -276,7 +283,14 @@ class WebsocketAuthMiddleware:
             if token is not None and Scope.READ in token.scopes:
                 # The consumer hands last_used_at to its hub, which writes it with the acks.
                 credential = ("token", str(token.token_id))
-                scope = {**scope, "user_id": token.user_id, "credential": credential, "token_use_stale": token.use_is_stale}
+                scope = {
+                    **scope,
+                    "user_id": token.user_id,
+                    "credential": credential,
+                    "token_use_stale": token.use_is_stale,
+                    "stream_state": token.stream,
+                    "stream_read_at": read_at,
+                }
             else:
                 scope = {**scope, "user_id": None, "credential": ("token", "")}
             return await self.app(scope, receive, send)

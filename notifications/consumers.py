@@ -103,12 +103,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.user_id = user_id
         self.credential = self.scope["credential"]
         self.hub = hub.hub()
-        # Attach before reading the head, so no push falls between the two.
         await self.hub.attach(self)
         if self.scope.get("token_use_stale"):
             self.hub.record_token_use(int(self.credential[1]))
-        # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
-        state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        # A token's check read the head too, before this socket could attach: good unless a push
+        # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
+        state = self.scope.get("stream_state")
+        if state is None or self.hub.dispatched.since(self.scope["stream_read_at"], self.user_id):
+            # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
+            state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
         await self.accept()
         await self.send(
             protocol.welcome(

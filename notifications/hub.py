@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading an
 # Rounds of sends start at most this often: in a burst, pushes that arrive
 # meanwhile share one `batch` frame per socket (docs/decisions/0006-coalescing.md).
 COALESCE_SECONDS = 0.1
+# How long the hub remembers whom it dispatched to: well past the time between
+# a handshake's read of its head and its attach (a read older than this reads again).
+DISPATCHED_MEMORY_SECONDS = 10.0
 
 
 class Listener(Protocol):
@@ -44,6 +47,36 @@ class Listener(Protocol):
     async def push_event(self, text: str) -> None: ...
     async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
     async def close_unauthenticated(self) -> None: ...
+
+
+class Dispatched:
+    """Whom the hub dispatched pushes and events to lately, and when (time.monotonic()).
+
+    A token's socket reads its head with the token check, before it can attach
+    (auth.py): a push dispatched in between reached no socket of it. Asking
+    here after attaching tells whether one may have been, so the head is read again.
+    """
+
+    def __init__(self) -> None:
+        self._runs: deque[tuple[float, set[int]]] = deque()
+        self._known_from = time.monotonic()
+
+    def record(self, user_ids: set[int]) -> None:
+        now = time.monotonic()
+        self._runs.append((now, user_ids))
+        while self._runs[0][0] < now - DISPATCHED_MEMORY_SECONDS:
+            self._known_from = self._runs.popleft()[0]
+
+    def since(self, at: float, user_id: int) -> bool:
+        """Whether something for this user may have been dispatched at or after `at` (True when the hub no longer knows)."""
+        if at <= self._known_from:
+            return True
+        for dispatched_at, user_ids in reversed(self._runs):
+            if dispatched_at < at:
+                return False
+            if user_id in user_ids:
+                return True
+        return False
 
 
 class Hub:
@@ -60,6 +93,7 @@ class Hub:
         self._flush: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
+        self.dispatched = Dispatched()
 
     @property
     def connections(self) -> int:
@@ -199,10 +233,14 @@ class Hub:
         for (kind, redelivery), run in itertools.groupby(messages, key=lambda m: (m.get("type"), bool(m.get("redelivery")))):
             if kind == push.DELIVER:
                 by_user: dict[int, list[tuple[int, str]]] = defaultdict(list)
+                user_ids: set[int] = set()
                 for message in run:
                     for user_id, seq, text in message["items"]:
+                        user_ids.add(user_id)
                         if user_id in self.listeners:
                             by_user[user_id].append((seq, text))
+                # Recorded in the same step as the sockets are picked: one attached later is not among them.
+                self.dispatched.record(user_ids)
                 deliveries = [(listener, items) for user_id, items in by_user.items() for listener in self.listeners.get(user_id, ())]
                 for listener, items in deliveries:
                     try:
@@ -218,6 +256,7 @@ class Hub:
                         await asyncio.sleep(0)
             elif kind == push.USER_EVENT:
                 for message in run:
+                    self.dispatched.record({message["user"]})
                     for listener in tuple(self.listeners.get(message["user"], ())):
                         await listener.push_event(message["frame"])
 

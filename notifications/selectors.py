@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from django.db import connection
@@ -40,7 +40,15 @@ def stream_state(user_id: int) -> StreamState:
     return StreamState(*row) if row else StreamState(0, 0, 0)
 
 
-_STREAM_STATE_SQL = f"SELECT head_seq, unread, pruned_seq FROM {UserStream._meta.db_table} WHERE user_id = %s"
+STREAM_TABLE = UserStream._meta.db_table
+
+
+def stream_state_columns(alias: str) -> str:
+    """StreamState's columns of STREAM_TABLE under `alias`, in order; 0 for a user with no stream yet (a LEFT JOIN)."""
+    return ", ".join(f"COALESCE({alias}.{f.name}, 0)" for f in fields(StreamState))
+
+
+_STREAM_STATE_SQL = f"SELECT {stream_state_columns('s')} FROM {STREAM_TABLE} s WHERE s.user_id = %s"
 
 
 def heads(user_ids: list[int]) -> dict[int, tuple[int, int]]:

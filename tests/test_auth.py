@@ -11,7 +11,7 @@ from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
-from notifications import auth
+from notifications import auth, selectors, services
 from tests.api.conftest import API
 from tests.test_consumer import TIMEOUT, closed_with, connect, fast, stop_hub, welcome  # noqa: F401 (fast, stop_hub: fixtures)
 
@@ -144,6 +144,7 @@ def test_the_sockets_token_check_answers_as_the_http_one(make_user: Any) -> None
     owners["inactive"].is_active = False
     owners["inactive"].save()
     auth.record_token_use([issued["used"].token.pk])
+    services.notify(recipient_ids=[owners["used"].id], content=services.Content(title="a head to read"))
     secrets = {name: i.secret for name, i in issued.items()} | {"unknown": "ntf_00000000_nope", "not ours": "abc"}
     for name, secret in secrets.items():
         on_socket = auth.authenticate_socket_token(secret)  # first: the HTTP check records the use it judges
@@ -152,4 +153,5 @@ def test_the_sockets_token_check_answers_as_the_http_one(make_user: Any) -> None
         if on_socket is not None and over_http is not None:
             assert (on_socket.token_id, on_socket.user_id, on_socket.scopes) == (over_http.pk, over_http.user_id, over_http.scopes)
             assert on_socket.use_is_stale == auth.use_is_stale(over_http) == (name != "used"), name
+            assert on_socket.stream == selectors.stream_state(on_socket.user_id), name
     assert {n for n in secrets if auth.authenticate_socket_token(secrets[n])} == {"live", "used"}

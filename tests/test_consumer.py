@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -519,6 +520,61 @@ async def test_no_event_is_lost_while_connecting(user: Any) -> None:
             seqs.append(frame["seq"])
     assert seqs == list(range(1, 21))
     await ws.disconnect()
+
+
+async def test_a_tokens_connect_reads_its_head_with_the_token_check(user: Any, monkeypatch: Any) -> None:
+    first, _ = await welcome(user)  # starts the hub: a hub younger than the read reads again
+    await notify(user)
+    await first.receive_json_from(timeout=TIMEOUT)
+
+    def second_read(user_id: int) -> Any:
+        raise AssertionError("the head was read again")
+
+    monkeypatch.setattr(selectors, "stream_state", second_read)
+    ws, frame = await welcome(user)
+    assert (frame["head_seq"], frame["unread"]) == (1, 1)
+    await first.disconnect()
+    await ws.disconnect()
+
+
+async def test_a_push_dispatched_between_the_token_check_and_the_attach_is_not_missed(user: Any, monkeypatch: Any) -> None:
+    """The token check reads the head before the socket can attach; a push the hub dispatches meanwhile reaches no socket of it."""
+    first, _ = await welcome(user)  # starts the hub
+    node = hub.hub()
+    check = auth.authenticate_socket_token
+
+    def check_then_publish(secret: str) -> Any:
+        token = check(secret)
+        read_at = time.monotonic()
+        services.notify(recipient_ids=[user.id], content=services.Content(title="between"))
+        deadline = time.monotonic() + TIMEOUT
+        while not node.dispatched.since(read_at, user.id):  # the hub has sent it to the sockets attached by now
+            assert time.monotonic() < deadline, "the hub never dispatched the push"
+            time.sleep(0.01)
+        return token
+
+    monkeypatch.setattr(auth, "authenticate_socket_token", check_then_publish)
+    second, frame = await welcome(user)
+    assert frame["head_seq"] == 1  # read again once attached: the client knows seq 1 is there
+    assert (await first.receive_json_from(timeout=TIMEOUT))["title"] == "between"
+    await first.disconnect()
+    await second.disconnect()
+
+
+def test_the_hub_remembers_whom_it_dispatched_to_and_is_unsure_past_its_memory(monkeypatch: Any) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(hub.time, "monotonic", lambda: clock[0])
+    dispatched = hub.Dispatched()
+    assert dispatched.since(999.0, 1)  # before the hub existed: it cannot know
+    clock[0] = 1001.0
+    dispatched.record({1, 2})
+    assert dispatched.since(1000.5, 1) and dispatched.since(1001.0, 2)
+    assert not dispatched.since(1000.5, 3)
+    assert not dispatched.since(1001.5, 1)
+    clock[0] = 1001.0 + hub.DISPATCHED_MEMORY_SECONDS + 1
+    dispatched.record({3})
+    assert dispatched.since(1000.5, 9)  # the run of 1001.0 is forgotten: unsure
+    assert not dispatched.since(1001.5, 9)
 
 
 async def test_a_frame_that_finds_the_database_away_is_refused_and_the_socket_stays_up(user: Any, monkeypatch: Any) -> None:
