@@ -134,9 +134,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048"
+        endpoint = f"tcp:port={self.port}:interface=127.0.0.1"
         if self.peer.name == "ours":
+            # Its own listen backlog, as scripts/run and docker compose start it (server.LISTEN_BACKLOG).
             return [PY, "-m", "notifications.server", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
+        endpoint += ":backlog=2048"
         if self.peer.name == "channels":
             return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
         if self.peer.name == "ours-uvicorn":

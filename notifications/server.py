@@ -43,6 +43,12 @@ SLOW_CLOSE_GRACE_SECONDS = 10.0  # a stalled client's close frame waits this lon
 SLOW_CHECK_SECONDS = 1.0  # unsent bytes over the bound must still be there this much later
 HARD_LIMIT_FACTOR = 4  # ...unless they are this many times the bound: then at once
 EXIT_DEADLINE_SECONDS = 9.0  # a draining process exits by then, whatever is left
+# Connections waiting while accepting is paused (admission.py) queue in the kernel,
+# up to this many per port unless the endpoint names its own; past it the kernel
+# drops their SYNs and the clients' TCP retries them. A longer queue would only
+# hold clients past their handshake timeout (client.js: 10 s).
+LISTEN_BACKLOG = 128
+ACCEPT_RESUME_CHECK_SECONDS = 0.02  # while paused, how often to look for room again
 
 
 def unsent_bytes(transport: Any) -> int | None:
@@ -140,11 +146,13 @@ class NotificationServer(Server):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = conf.get()
         kwargs["websocket_max_message_size"] = kwargs["websocket_max_frame_size"] = settings.max_frame_bytes
+        kwargs["endpoints"] = [_with_backlog(e) for e in kwargs.get("endpoints") or []]
         super().__init__(*args, **kwargs)
         self.send_buffer_bytes = settings.send_buffer_bytes
         self.drain_seconds = settings.drain_seconds
         self.ports: list[Any] = []
         self.draining = False
+        self.accept_paused = False
 
     def run(self) -> None:
         reactor.callWhenRunning(self._started)
@@ -168,16 +176,47 @@ class NotificationServer(Server):
         signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(self.drain))
 
     def _accept(self, address: Any) -> Any:
-        """While admission is full (admission.py), close a new connection as it is accepted, before reading a byte.
+        """Each accepted connection holds a place in admission (admission.py); once they fill it, accepting pauses.
 
         A refusal after the handshake costs the process about as much as an admission,
         and a storm of them leaves it no time for the sockets it let in (docs/decisions/0011).
-        A connection counts only once its handshake reaches the app: idle connections hold no place.
+        Closing the excess as it was accepted was cheap, but sent each client into a
+        backoff of up to 30 s; queued in the kernel, it waits its turn (docs/decisions/0012).
         """
-        return None if admission.full else self._build_http(address)  # None: Twisted closes it
+        if not admission.may_accept:
+            return None  # room ran out since the batch began (a slow handshake's place came back late): Twisted closes it
+        admission.accepted()
+        if not admission.may_accept:
+            self._pause_accepting()
+        return self._build_http(address)
+
+    def _pause_accepting(self) -> None:
+        if not self.accept_paused:
+            self.accept_paused = True
+            for port in self.ports:
+                port.stopReading()
+            reactor.callLater(ACCEPT_RESUME_CHECK_SECONDS, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self.draining:
+            return
+        if not admission.may_accept:
+            reactor.callLater(ACCEPT_RESUME_CHECK_SECONDS, self._resume_accepting)
+            return
+        self.accept_paused = False
+        for port in self.ports:
+            port.startReading()
 
     def listen_success(self, port: Any) -> None:
         self.ports.append(port)
+        read = port.doRead
+
+        def paced_read() -> Any:
+            # Twisted accepts up to numberAccepts connections a turn (and grows it): no more than there is room for.
+            port.numberAccepts = max(1, admission.room)
+            return read()
+
+        port.doRead = paced_read
         super().listen_success(port)
 
     def drain(self) -> None:
@@ -202,6 +241,13 @@ class NotificationServer(Server):
     def _exit(self) -> None:
         if reactor.running:
             reactor.stop()
+
+
+def _with_backlog(endpoint: str) -> str:
+    """A TCP endpoint description with our listen backlog, unless it names one."""
+    if endpoint.startswith("tcp:") and "backlog=" not in endpoint:
+        return f"{endpoint}:backlog={LISTEN_BACKLOG}"
+    return endpoint
 
 
 class NotificationServerCLI(CommandLineInterface):

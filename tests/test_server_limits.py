@@ -18,9 +18,9 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.exceptions import ConnectionClosed
 
-from notifications import protocol, push, services
+from notifications import admission, protocol, push, services
 from notifications.models import ApiToken, UserStream
 from tests.conftest import DaphneServer, database_url
 
@@ -161,8 +161,10 @@ def waiting_on_locks() -> int:
     return int(row[0]) if row else 0
 
 
-async def test_while_admission_is_full_a_new_connection_is_closed_as_it_is_accepted(daphne_factory: Any, user: Any, token_for: Any) -> None:
-    """server.py: past NOTIFY_MAX_CONNECTING sockets coming up, the server reads not a byte of a new connection."""
+async def test_while_admission_is_full_a_new_connection_waits_unread_and_comes_up_once_there_is_room(
+    daphne_factory: Any, user: Any, token_for: Any
+) -> None:
+    """server.py: past NOTIFY_MAX_CONNECTING sockets coming up, the server stops accepting; the next waits its turn."""
     server = daphne_factory(NOTIFY_MAX_CONNECTING="2")
     token = await sync_to_async(token_for)(user)
     # Two sockets held in their token check (the tokens' table locked) fill admission.
@@ -172,15 +174,31 @@ async def test_while_admission_is_full_a_new_connection_is_closed_as_it_is_accep
         async with asyncio.timeout(TIMEOUT):
             while await sync_to_async(waiting_on_locks)() < 2:  # noqa: ASYNC110 (PostgreSQL has no event for it)
                 await asyncio.sleep(0.05)
-        with pytest.raises((InvalidMessage, OSError)):  # closed before any HTTP response
-            await websockets.connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT)
-        assert not any(task.done() for task in coming_up)
+        third = asyncio.ensure_future(connect(server, token))
+        await asyncio.sleep(2 * admission.ACCEPTED_HOLD_SECONDS)
+        # Not refused, not closed, and not in the app either: it waits in the kernel's accept queue.
+        assert not third.done() and not any(task.done() for task in coming_up)
+        assert await sync_to_async(waiting_on_locks)() == 2
         lock.rollback()
-    # Once up they hold no place: the next comes up too.
-    sockets = [*(await asyncio.gather(*coming_up)), await connect(server, token)]
+    sockets = await asyncio.wait_for(asyncio.gather(*coming_up, third), TIMEOUT)
     for ws in sockets:
         await ws.close()
     assert "Traceback" not in server.log.read_text()
+
+
+async def test_a_connection_that_never_speaks_holds_its_place_for_a_moment_only(daphne_factory: Any, user: Any, token_for: Any) -> None:
+    server = daphne_factory(NOTIFY_MAX_CONNECTING="2")
+    token = await sync_to_async(token_for)(user)
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.2)  # both accepted: admission counts them until their handshake comes, or for a moment
+        started = time.monotonic()
+        ws = await connect(server, token)
+        assert time.monotonic() - started < TIMEOUT / 2
+        await ws.close()
+    finally:
+        for sock in silent:
+            sock.close()
 
 
 async def test_sigterm_closes_every_socket_with_1012_spread_out_writes_acks_leaves_the_group_and_exits(
