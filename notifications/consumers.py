@@ -189,7 +189,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             try:
                 next_since: int | None = since
                 while next_since is not None and not self.closed:
-                    page = await database_sync_to_async(selectors.replay_page)(
+                    page = await database_sync_to_async(selectors.replay_page, thread_sensitive=False)(
                         self.user_id, since=next_since, limit=self.settings.replay_page_size, with_read_state=asked
                     )
                     asked = False
