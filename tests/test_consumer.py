@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.generic import websocket as websocket_consumers
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -575,6 +576,20 @@ def test_the_hub_remembers_whom_it_dispatched_to_and_is_unsure_past_its_memory(m
     dispatched.record({3})
     assert dispatched.since(1000.5, 9)  # the run of 1001.0 is forgotten: unsure
     assert not dispatched.since(1001.5, 9)
+
+
+async def test_a_disconnect_waits_for_no_thread(user: Any, monkeypatch: Any) -> None:
+    """10,000 sockets closing at once (a drain) must not queue for the thread shared by thread-sensitive calls."""
+    hops: list[str] = []
+
+    async def close_old_connections() -> None:
+        hops.append("to the shared thread")
+
+    monkeypatch.setattr(websocket_consumers, "aclose_old_connections", close_old_connections)
+    ws, _ = await welcome(user)
+    await ws.disconnect()
+    await ws.wait(TIMEOUT)
+    assert hops == []
 
 
 async def test_a_frame_that_finds_the_database_away_is_refused_and_the_socket_stays_up(user: Any, monkeypatch: Any) -> None:
