@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from . import auth, conf, lifecycle, presence, push, selectors, services
+from .admission import admission
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Dispatched:
     A token's socket reads its head with the token check, before it can attach
     (auth.py): a push dispatched in between reached no socket of it. Asking
     here after attaching tells whether one may have been, so the head is read again.
+    That read happens inside admission (admission.py), so the hub records only
+    while a socket is coming up: a broadcast at other times keeps no user sets.
     """
 
     def __init__(self) -> None:
@@ -233,14 +236,14 @@ class Hub:
         for (kind, redelivery), run in itertools.groupby(messages, key=lambda m: (m.get("type"), bool(m.get("redelivery")))):
             if kind == push.DELIVER:
                 by_user: dict[int, list[tuple[int, str]]] = defaultdict(list)
-                user_ids: set[int] = set()
-                for message in run:
+                messages_of_run = list(run)
+                for message in messages_of_run:
                     for user_id, seq, text in message["items"]:
-                        user_ids.add(user_id)
                         if user_id in self.listeners:
                             by_user[user_id].append((seq, text))
                 # Recorded in the same step as the sockets are picked: one attached later is not among them.
-                self.dispatched.record(user_ids)
+                if admission.connecting:
+                    self.dispatched.record({user_id for message in messages_of_run for user_id, _, _ in message["items"]})
                 deliveries = [(listener, items) for user_id, items in by_user.items() for listener in self.listeners.get(user_id, ())]
                 for listener, items in deliveries:
                     try:
@@ -256,7 +259,8 @@ class Hub:
                         await asyncio.sleep(0)
             elif kind == push.USER_EVENT:
                 for message in run:
-                    self.dispatched.record({message["user"]})
+                    if admission.connecting:
+                        self.dispatched.record({message["user"]})
                     for listener in tuple(self.listeners.get(message["user"], ())):
                         await listener.push_event(message["frame"])
 
