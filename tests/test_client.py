@@ -430,3 +430,57 @@ async def test_the_first_retry_after_a_1012_is_jittered_over_the_base(script: tu
         got = await take(listener, 1)
     assert [n.seq for n in got] == [3]
     assert retries == [1]  # the first retry: a random wait in [0, backoff_base]
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_a_server_gone_before_answering_the_handshake_is_retried(script: tuple[Script, str]) -> None:
+    s, url = script
+    port = int(url.split(":")[2].split("/")[0])
+    fronted: list[str] = []
+
+    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The first connection is closed once its request is in, as by a server killed mid-handshake; the rest go through."""
+        request = await reader.readuntil(b"\r\n\r\n")
+        fronted.append("cut" if not fronted else "through")
+        if fronted[-1] == "cut":
+            writer.close()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        upstream_writer.write(request)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+
+    async def conversation(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(1))
+        await ws.send(note(1))
+        await ws.send(json.dumps({"type": "synced", "head_seq": 1, "replayed": 1, "more": False}))
+        await ws.wait_closed()
+
+    s.handlers.append(conversation)
+    server = await asyncio.start_server(front, "127.0.0.1", 0)
+    front_port = server.sockets[0].getsockname()[1]
+    async with server, Listener(f"ws://127.0.0.1:{front_port}/ws/notifications/", token="ntf_x", since=0, backoff_base=0.01) as listener:
+        got = await take(listener, 1)
+    assert [n.seq for n in got] == [1]
+    assert fronted == ["cut", "through"] and listener.connections == 1
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_a_frame_that_is_not_json_ends_the_iteration_with_its_error(script: tuple[Script, str]) -> None:
+    s, url = script
+
+    async def garbled(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(0))
+        await ws.send("<html>502 Bad Gateway</html>")
+        await ws.wait_closed()
+
+    s.handlers.append(garbled)
+    async with Listener(url, token="ntf_x", since=0) as listener:
+        with pytest.raises(json.JSONDecodeError):
+            await take(listener, 1)
+    assert listener.state == "closed"

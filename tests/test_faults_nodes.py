@@ -33,12 +33,19 @@ BUDGET = 50.0  # seconds for the whole test, start-up and restarts included
 TIMEOUT = 20.0
 
 
-async def until(predicate: Callable[[], bool], what: str) -> None:
+async def until(predicate: Callable[[], bool], what: Callable[[], str]) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {TIMEOUT}s: {what}")
+            raise AssertionError(f"not within {TIMEOUT}s: {what()}")
         await asyncio.sleep(0.05)
+
+
+def states(listeners: list[Listener], placements: list[tuple[int, DaphneServer]]) -> str:
+    return ", ".join(
+        f"user {uid} on {node.port}: {listener.state} at {listener.cursor}/{listener.head_seq} after {listener.connections} welcomes"
+        for listener, (uid, node) in zip(listeners, placements, strict=True)
+    )
 
 
 async def collect(listener: Listener, into: list[int]) -> None:
@@ -87,7 +94,10 @@ async def test_a_node_killed_mid_burst_again_and_again_loses_and_repeats_nothing
         async with asyncio.timeout(BUDGET - (time.monotonic() - started)):
             for _ in range(KILLS):
                 # Each kill finds every socket connected and in step, with pushes in flight.
-                await until(lambda: all(listener.state == "live" for listener in listeners), "every listener live")
+                await until(
+                    lambda: all(listener.state == "live" for listener in listeners),
+                    lambda: f"every listener live; {states(listeners, placements)}",
+                )
                 for _ in range(PER_ROUND // 2):
                     await asyncio.to_thread(publish_one)
                 restarting = asyncio.create_task(asyncio.to_thread(node_a.restart))
@@ -98,7 +108,7 @@ async def test_a_node_killed_mid_burst_again_and_again_loses_and_repeats_nothing
             def caught_up() -> bool:
                 return all(len(got) >= len(expected[uid]) for got, (uid, _) in zip(received, placements, strict=True))
 
-            await until(caught_up, "every listener caught up")
+            await until(caught_up, lambda: f"every listener caught up; {states(listeners, placements)}")
     finally:
         for listener in listeners:
             await listener.close()

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .values import CLOSE_RATE_LIMITED, FATAL_CLOSE_CODES, ApiError, InboxPage, ListenerClosed, Notification
 
@@ -184,8 +184,15 @@ class Listener:
                     await self._fail(ListenerClosed(4000 + e.response.status_code, "handshake refused"))
                     return
                 log.warning("handshake failed with HTTP %s; retrying", e.response.status_code)
-            except (OSError, TimeoutError, ApiError) as e:
+            except (OSError, TimeoutError, InvalidHandshake, ApiError) as e:
+                # InvalidHandshake: no valid answer, as from a server killed between the accept and its reply.
                 log.info("cannot connect (%s); retrying", type(e).__name__)
+            except Exception as e:
+                # Anything else is a bug here or a server breaking the protocol: the caller's
+                # iteration raises it, rather than waiting for a task that has died.
+                log.exception("the listener stopped")
+                await self._fail(e)
+                return
             finally:
                 self._ws = None
             self._set_state("offline")
