@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import operator
 import time
 import weakref
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
@@ -261,8 +262,8 @@ class Hub:
                 for message in run:
                     if admission.connecting:
                         self.dispatched.record({message["user"]})
-                    for listener in tuple(self.listeners.get(message["user"], ())):
-                        await listener.push_event(message["frame"])
+                    sockets = tuple(self.listeners.get(message["user"], ()))
+                    await _each(sockets, operator.methodcaller("push_event", message["frame"]), "an event")
 
     def report(self) -> presence.NodeReport:
         users = {uid: len(group) for uid, group in self.listeners.items()}
@@ -308,11 +309,29 @@ class Hub:
             return
         credentials = {listener.credential for listener in listeners}
         heads, invalid = await database_sync_to_async(_heartbeat_state)(list(self.listeners), credentials)
-        for listener in listeners:
+
+        def beat_one(listener: Listener) -> Awaitable[None]:
             if listener.credential in invalid:
-                await listener.close_unauthenticated()
-            else:
-                await listener.on_heartbeat(*heads.get(listener.user_id, (0, 0)))
+                return listener.close_unauthenticated()
+            return listener.on_heartbeat(*heads.get(listener.user_id, (0, 0)))
+
+        await _each(listeners, beat_one, "a heartbeat")
+
+
+async def _each(listeners: Iterable[Listener], send: Callable[[Listener], Awaitable[None]], what: str) -> None:
+    """Send to every listener: one socket's failure (one already closing, say) must not cost the others theirs.
+
+    Logged once per call: a drain closes thousands of sockets at once.
+    """
+    failed: list[Exception] = []
+    for listener in listeners:
+        try:
+            await send(listener)
+        except Exception as error:
+            _raise_if_cancelled()
+            failed.append(error)
+    if failed:
+        log.warning("%s failed on %d sockets; the first:", what, len(failed), exc_info=failed[0])
 
 
 def _write(acks: dict[int, int], token_uses: set[int]) -> None:

@@ -301,22 +301,34 @@ async def test_pushes_that_queued_up_reach_a_batch_client_in_one_frame(user: Any
 
 
 class FakeListener:
-    """A hub listener that records its pushes, or fails on every one."""
+    """A hub listener that records what it is sent, or fails on everything (as a socket already closing does)."""
 
     def __init__(self, user_id: int, *, fails: bool = False) -> None:
-        self.user_id, self.credential, self.fails = user_id, ("token", "1"), fails
+        self.user_id, self.credential, self.fails = user_id, ("token", str(user_id)), fails
         self.got: list[list[tuple[int, str]]] = []
+        self.events: list[str] = []
+        self.heartbeats: list[tuple[int, int]] = []
         self.pushed = asyncio.Event()
 
-    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
+    def _fail_if_broken(self) -> None:
         if self.fails:
-            raise RuntimeError("socket gone")
+            raise RuntimeError("Attempt to send on a closed protocol")
+
+    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
+        self._fail_if_broken()
         self.got.append(items)
         self.pushed.set()
 
-    async def push_event(self, text: str) -> None: ...
-    async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
-    async def close_unauthenticated(self) -> None: ...
+    async def push_event(self, text: str) -> None:
+        self._fail_if_broken()
+        self.events.append(text)
+
+    async def on_heartbeat(self, head_seq: int, unread: int) -> None:
+        self._fail_if_broken()
+        self.heartbeats.append((head_seq, unread))
+
+    async def close_unauthenticated(self) -> None:
+        self._fail_if_broken()
 
 
 async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> None:
@@ -328,6 +340,39 @@ async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> No
     assert fine.got == [[(1, "b")]]
     node.detach(broken)
     node.detach(fine)
+
+
+async def test_a_socket_that_fails_an_event_does_not_cost_the_others_their_events_or_the_pushes_after() -> None:
+    node = hub.hub()
+    broken, same_user, other = FakeListener(1, fails=True), FakeListener(1), FakeListener(2)
+    for listener in (broken, same_user, other):
+        node.listeners[listener.user_id].add(listener)
+    try:
+        await node.dispatch(
+            [
+                {"type": push.USER_EVENT, "user": 1, "frame": "read"},
+                {"type": push.DELIVER, "items": [[2, 1, "b"]]},
+            ]
+        )
+        assert same_user.events == ["read"]
+        assert other.got == [[(1, "b")]]
+    finally:
+        for listener in (broken, same_user, other):
+            node.detach(listener)
+
+
+async def test_a_socket_that_fails_its_heartbeat_does_not_cost_the_others_theirs(monkeypatch: Any) -> None:
+    node = hub.hub()
+    monkeypatch.setattr(hub, "_heartbeat_state", lambda user_ids, credentials: ({1: (5, 2), 2: (7, 1)}, set()))
+    broken, others = FakeListener(1, fails=True), [FakeListener(1), FakeListener(2)]
+    for listener in (broken, *others):
+        node.listeners[listener.user_id].add(listener)
+    try:
+        await node.beat()
+        assert [listener.heartbeats for listener in others] == [[(5, 2)], [(7, 1)]]
+    finally:
+        for listener in (broken, *others):
+            node.detach(listener)
 
 
 async def test_pushes_that_come_in_a_burst_share_a_round() -> None:
