@@ -37,6 +37,8 @@ COALESCE_SECONDS = 0.1
 # How long the hub remembers whom it dispatched to: well past the time between
 # a handshake's read of its head and its attach (a read older than this reads again).
 DISPATCHED_MEMORY_SECONDS = 10.0
+STOP_ATTEMPTS = 5  # cancellations sent to the hub's tasks before stop() gives up on them
+STOP_ATTEMPT_SECONDS = 1.0
 
 
 class Listener(Protocol):
@@ -117,12 +119,17 @@ class Hub:
 
     async def stop(self) -> None:
         lifecycle.forget(self.leave)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=5)
-            if stuck:
-                log.warning("hub tasks did not stop: %s", [t.get_coro() for t in stuck])
+        stuck = set(self._tasks)
+        # Cancelled again while any is left: a library that swallows one
+        # cancellation (see _raise_if_cancelled) must not outlive the hub.
+        for _ in range(STOP_ATTEMPTS):
+            if not stuck:
+                break
+            for task in stuck:
+                task.cancel()
+            _, stuck = await asyncio.wait(stuck, timeout=STOP_ATTEMPT_SECONDS)
+        if stuck:
+            log.warning("hub tasks did not stop: %s", [t.get_coro() for t in stuck])
         self._tasks = []
         self._ready.clear()
         self.channel = ""  # the next start may be on another layer instance
@@ -195,9 +202,11 @@ class Hub:
                 # old one in the group, and every push would still be written to it.
                 self.channel = self.channel or await layer.new_channel("node")
                 await self._join()
+                _raise_if_cancelled()
                 self._ready.set()
                 while True:
                     await self._inbox.put(await layer.receive(self.channel))
+                    _raise_if_cancelled()
                     backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -230,6 +239,7 @@ class Hub:
             except Exception:
                 _raise_if_cancelled()
                 log.exception("dispatching %d pushes failed", len(messages))
+            _raise_if_cancelled()
 
     async def dispatch(self, messages: list[dict[str, Any]]) -> None:
         """Deliver messages in order; a run of deliveries reaches each socket as one call with all its items."""
@@ -278,6 +288,7 @@ class Hub:
                 except Exception:
                     _raise_if_cancelled()
                     log.warning("presence report failed", exc_info=True)
+                _raise_if_cancelled()
                 await asyncio.sleep(presence.REPORT_SECONDS)
         finally:
             if client is not None:
@@ -301,6 +312,7 @@ class Hub:
             except Exception:
                 _raise_if_cancelled()
                 log.exception("heartbeat failed")
+            _raise_if_cancelled()
 
     async def beat(self) -> None:
         """One query for every local user's head seq, one check of every credential."""
@@ -348,7 +360,15 @@ def _heartbeat_state(
 
 
 def _raise_if_cancelled() -> None:
-    """A library that turns our cancellation into another error must not keep a hub loop alive."""
+    """Called after every await of a hub loop: a cancellation that a library swallowed must still end it.
+
+    Python 3.11's asyncio.wait_for returns the result, dropping the cancellation,
+    when its inner call completes in the same turn; redis-py sends every command
+    through it when a socket timeout is set (ours is), so the presence loop
+    survived a cancel about half the time and kept the test loop from closing.
+    Others turn the cancellation into another error. Either way the task still
+    counts it in cancelling().
+    """
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
