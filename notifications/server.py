@@ -87,8 +87,11 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self.maxMessagePayloadSize = limit
 
     def serverSend(self, content: Any, binary: bool = False) -> None:
-        if self._over_limit:
-            return  # closing: the client replays from its cursor on its next socket
+        # Closing (too slow, or a close handshake the client or autobahn began, as on a
+        # protocol error): the app learns of it only at disconnect, and may send until
+        # then. Nothing is lost: the client replays from its cursor on its next socket.
+        if self._over_limit or self.state != WebSocketProtocol.STATE_OPEN:
+            return
         super().serverSend(content, binary)
         unsent = unsent_bytes(self.transport)
         if unsent is None:

@@ -235,3 +235,31 @@ async def test_sigterm_closes_every_socket_with_1012_spread_out_writes_acks_leav
     streams = UserStream.objects.filter(user_id__in=[u.id for u in users])
     assert await sync_to_async(lambda: sorted(streams.values_list("delivered_seq", flat=True)))() == [1] * len(users)
     assert groups.zscore(group, server_channel) is None  # it left the group
+
+
+async def test_a_heartbeat_that_lands_while_a_protocol_error_closes_the_socket_logs_nothing(
+    daphne_factory: Any, user: Any, token_for: Any
+) -> None:
+    """A bad opcode closes 1002; until the close handshake ends, the socket is closing, and a heartbeat skips it quietly."""
+    server = daphne_factory(NOTIFY_HEARTBEAT_SECONDS="1")
+    token = await sync_to_async(token_for)(user)
+    clients = [PausedClient(server, token) for _ in range(8)]
+    for client in clients:
+        client.sock.settimeout(TIMEOUT)
+        assert b"welcome" in client.sock.recv(1 << 16)
+
+    async def violate(client: PausedClient, delay: float) -> int | None:
+        await asyncio.sleep(delay)  # spread over a heartbeat period, so one lands in some socket's close
+        client.sock.sendall(bytes([0x80 | 0x3, 0x80]) + os.urandom(4))  # FIN, reserved opcode 3, masked, empty
+        data = b"HTTP/1.1 101\r\n\r\n"
+        while (found := PausedClient.frames(data))[1] is None:
+            data += await asyncio.to_thread(client.sock.recv, 1 << 16)
+        await asyncio.sleep(1.5)  # the close frame is never answered: the server stays in its close handshake
+        client.sock.close()
+        return found[1]
+
+    codes = await asyncio.gather(*(violate(client, i / len(clients)) for i, client in enumerate(clients)))
+    assert codes == [1002] * len(clients)
+    await asyncio.sleep(1.5)  # the heartbeats after the last close
+    log = server.log.read_text()
+    assert "heartbeat" not in log and "Traceback" not in log, log[-3000:]
