@@ -29,17 +29,18 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from . import availability, conf, selectors
+from . import availability, conf, connection_tokens, selectors
 from .admission import admission
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
 from .models import ApiToken, Scope, WsTicket
-from .origins import TrustedOriginValidator, header
+from .origins import TrustedOriginValidator, allowed_origin, header, refuse_handshake
 
 TOKEN_PREFIX = "ntf_"
 VALID_SCOPES = {s.value for s in Scope}
 
 # What a socket stands on, checked every heartbeat: ("token", id), ("session", key),
+# ("connection", "<user pk>:<exp>") for an app's connection token (connection_tokens.py),
 # or ("user", id) for a ticket the operator's `manage.py listen` minted.
 Credential = tuple[str, str]
 
@@ -176,7 +177,7 @@ def redeem_ticket(secret: str) -> Redeemed | None:
 
 def invalid_credentials(credentials: Iterable[Credential]) -> set[Credential]:
     """Which of these credentials no longer hold: logged out, password changed, revoked, deactivated."""
-    by_kind: dict[str, set[str]] = {"session": set(), "token": set(), "user": set()}
+    by_kind: dict[str, set[str]] = {"session": set(), "token": set(), "user": set(), "connection": set()}
     for kind, key in credentials:
         by_kind[kind].add(key)
     invalid: set[tuple[str, str]] = set()
@@ -191,6 +192,12 @@ def invalid_credentials(credentials: Iterable[Credential]) -> set[Credential]:
         ids = {int(k) for k in by_kind["user"]}
         active = set(get_user_model().objects.filter(id__in=ids, is_active=True).values_list("id", flat=True))
         invalid |= {("user", str(i)) for i in ids - active}
+    if by_kind["connection"]:
+        pks = {key.rpartition(":")[0] for key in by_kind["connection"]}
+        model = get_user_model()
+        active_filter = {"is_active": True} if any(f.name == "is_active" for f in model._meta.concrete_fields) else {}
+        live = {str(pk) for pk in model._default_manager.filter(pk__in=pks, **active_filter).values_list("pk", flat=True)}
+        invalid |= {("connection", key) for key in by_kind["connection"] if not connection_tokens.still_valid(key, live)}
     return invalid
 
 
@@ -246,7 +253,7 @@ class _CredentialFromSession:
 
 
 class WebsocketAuthMiddleware:
-    """Bearer token or ticket, else session cookie behind the origin check."""
+    """Bearer token (an API token or an app's connection token), `?token=` or `?ticket=`, else session cookie behind the origin check."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -280,6 +287,10 @@ class WebsocketAuthMiddleware:
                 if scheme.lower() == "bearer"
                 else None
             )
+            if scheme.lower() == "bearer" and connection_tokens.looks_like_one(secret.strip()):
+                connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(secret.strip())
+                if connected is not None:
+                    return await self.app({**scope, "user_id": connected.user.pk, "credential": connected.credential}, receive, send)
             if token is not None and Scope.READ in token.scopes:
                 # The consumer hands last_used_at to its hub, which writes it with the acks.
                 credential = ("token", str(token.token_id))
@@ -293,6 +304,16 @@ class WebsocketAuthMiddleware:
                 }
             else:
                 scope = {**scope, "user_id": None, "credential": ("token", "")}
+            return await self.app(scope, receive, send)
+        if "token" in query:
+            # An app's connection token, from a page on one of its origins (NOTIFY_ALLOWED_ORIGINS).
+            if header(scope, b"origin") is not None and not allowed_origin(scope):
+                return await refuse_handshake(receive, send)
+            connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(query["token"][0])
+            if connected is None:
+                scope = {**scope, "user_id": None, "credential": ("connection", "")}
+            else:
+                scope = {**scope, "user_id": connected.user.pk, "credential": connected.credential}
             return await self.app(scope, receive, send)
         if "ticket" in query:
             redeemed = await database_sync_to_async(redeem_ticket, thread_sensitive=False)(query["ticket"][0])

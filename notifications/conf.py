@@ -18,6 +18,8 @@ class NotificationSettings:
     drain_seconds: float
     max_connecting: int
     ticket_seconds: int
+    connection_secret: str  # signs the JWTs an app's backend gives its browsers (connection_tokens.py)
+    allowed_origins: tuple[str, ...]  # an app's origins that may open sockets with those and call the API (CORS)
 
 
 def redis_url() -> str:
@@ -39,4 +41,6 @@ def get() -> NotificationSettings:
         drain_seconds=raw.get("DRAIN_SECONDS", 3.0),
         max_connecting=raw.get("MAX_CONNECTING", 64),
         ticket_seconds=raw.get("TICKET_SECONDS", 60),
+        connection_secret=raw.get("CONNECTION_SECRET", ""),
+        allowed_origins=tuple(raw.get("ALLOWED_ORIGINS", ())),
     )

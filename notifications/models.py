@@ -108,6 +108,7 @@ class Scope(models.TextChoices):
     PUBLISH = "publish"
     READ = "read"
     CRITICAL = "critical"  # with publish: `level: error` + `data.critical: true` bypasses preferences and quiet hours
+    USERS = "users"  # create, update and delete users by the app's own ids (beside an app: docs/integrate.md)
 
 
 class ApiToken(models.Model):
@@ -188,6 +189,18 @@ class ChannelPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.channel} {self.category or '*'}: {'on' if self.enabled else 'off'}"
+
+
+class UserProfile(models.Model):
+    """What an app tells of a user it names by its own id (PUT /api/v1/users/{username}) beyond the user model's email."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    name = models.CharField(max_length=150, blank=True)
+    locale = models.CharField(max_length=35, blank=True)  # a BCP 47 tag, e.g. "fr-CA"
+    time_zone = models.CharField(max_length=64, blank=True)  # an IANA zone; quiet hours follow it
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
 
 
 class QuietHours(models.Model):

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
+from . import conf
+
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
@@ -53,6 +55,17 @@ def trusted_origin(scope: dict[str, Any]) -> bool:
     return any(w.scheme == parsed.scheme and is_same_domain(parsed.netloc, w.netloc.lstrip("*")) for w in wildcards)
 
 
+def allowed_origin(scope: dict[str, Any]) -> bool:
+    """Trusted as above, or one of the app origins that may use connection tokens (NOTIFY_ALLOWED_ORIGINS)."""
+    return trusted_origin(scope) or header(scope, b"origin") in conf.get().allowed_origins
+
+
+async def refuse_handshake(receive: Any, send: Any) -> None:
+    # Closing before accepting refuses the handshake (the server answers 403); no consumer, no channel layer.
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
+
+
 class TrustedOriginValidator:
     """Refuse the handshake (HTTP 403) of a socket whose Origin is not trusted."""
 
@@ -62,6 +75,4 @@ class TrustedOriginValidator:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if trusted_origin(scope):
             return await self.app(scope, receive, send)
-        # Closing before accepting refuses the handshake (the server answers 403); no consumer, no channel layer.
-        if (await receive())["type"] == "websocket.connect":
-            await send({"type": "websocket.close"})
+        await refuse_handshake(receive, send)

@@ -110,6 +110,7 @@ Id = Annotated[StrictInt, Field(ge=1, le=MAX_SEQ)]  # strict: `true` is not user
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_storable)]
 Data = Annotated[dict[str, Any], AfterValidator(_bounded_data)]
+Locale = Annotated[str, Field(max_length=35, pattern=r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]  # BCP 47, e.g. fr-CA
 Expiry = Annotated[datetime | None, AfterValidator(_future)]
 Level = Literal["info", "success", "warning", "error"]
 

@@ -13,6 +13,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import SuspiciousFileOperation  # noqa: E402
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse  # noqa: E402
 
+from notifications import conf  # noqa: E402
 from notifications.auth import WebsocketAuthMiddleware  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 
@@ -26,10 +27,18 @@ class StaticFiles(ASGIStaticFilesHandler):
     """
 
     def serve(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        if request.path.endswith("/"):
+            raise Http404("no such static file")  # the finders strip it: `client.js/` served the file
         try:
-            return super().serve(request)
+            response = super().serve(request)
         except SuspiciousFileOperation:
             raise Http404("no such static file") from None
+        # An app's pages on NOTIFY_ALLOWED_ORIGINS load widget.js and client.js as module scripts (CORS).
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in conf.get().allowed_origins:
+            response["Access-Control-Allow-Origin"] = origin
+        response["Vary"] = "Origin"
+        return response
 
 
 application = ProtocolTypeRouter(

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "ninja",  # serves Swagger UI from its own static files: the docs page works offline
     "django_tasks",
     "django_tasks_db",  # the away channels' task queue, in the database (docs/decisions/0008)
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before anything that answers: a preflight gets its headers
     "notifications.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -199,7 +201,18 @@ NOTIFICATIONS = {
     "DRAIN_SECONDS": env_int("NOTIFY_DRAIN_SECONDS", 3),
     "MAX_CONNECTING": env_int("NOTIFY_MAX_CONNECTING", 64),
     "TICKET_SECONDS": env_int("NOTIFY_TICKET_SECONDS", 60),
+    # Beside an app (docs/integrate.md): its backend signs short-lived JWTs with this
+    # secret, and its pages on these origins open sockets and call the API with them.
+    "CONNECTION_SECRET": os.environ.get("NOTIFY_CONNECTION_SECRET", ""),
+    "ALLOWED_ORIGINS": env_list("NOTIFY_ALLOWED_ORIGINS", ""),
 }
+if NOTIFICATIONS["CONNECTION_SECRET"] and len(str(NOTIFICATIONS["CONNECTION_SECRET"])) < 32:
+    raise ImproperlyConfigured("NOTIFY_CONNECTION_SECRET must be at least 32 characters (RFC 7518 wants 256 bits for HS256).")
+# CORS (django-cors-headers) for the API only, for the app's origins only; no cookies cross-origin:
+# a page elsewhere sends the app's connection token as a Bearer header.
+CORS_ALLOWED_ORIGINS = NOTIFICATIONS["ALLOWED_ORIGINS"]
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOW_CREDENTIALS = False
 
 
 # Away channels: email digests and Web Push (docs/channels.md), run by `manage.py worker`.

@@ -25,7 +25,7 @@ from .. import availability
 from ..errors import ServiceError
 from ..middleware import unavailable_response
 from ..schemas import fits_64_bits
-from . import away, me, publish
+from . import away, me, publish, users
 from .security import READ
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ api = NinjaAPI(
 api.add_router("", publish.router)
 api.add_router("", me.router)
 api.add_router("", away.router)
+api.add_router("", users.router)
 
 
 def error_response(request: HttpRequest, status: int, code: str, message: str, fields: dict[str, str] | None = None) -> HttpResponse:

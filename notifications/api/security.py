@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
-from .. import auth
+from .. import auth, connection_tokens
 from ..errors import ServiceError
 from ..models import ApiToken, Scope
 
@@ -56,12 +56,23 @@ class BearerToken(HttpBearer):
         return self.authenticate(request, secret.strip())
 
     def authenticate(self, request: HttpRequest, token: str) -> Caller:
+        if connection_tokens.looks_like_one(token):
+            return self._connection(token)
         found = auth.authenticate_token(token)
         if found is None:
             raise Unauthenticated("unauthenticated", "the token is unknown, revoked, or its user is inactive")
         if self.scope not in found.scopes:
             raise Forbidden("insufficient_scope", f"this token lacks the {self.scope.value!r} scope")
         return Caller(found.user, found)
+
+    def _connection(self, token: str) -> Caller:
+        """An app's connection token: its user's own endpoints, read scope only."""
+        connected = connection_tokens.verify(token)
+        if connected is None:
+            raise Unauthenticated("unauthenticated", "the connection token is forged, expired, or names an unknown user")
+        if self.scope != Scope.READ:
+            raise Forbidden("insufficient_scope", f"a connection token reads only; this needs a token with the {self.scope.value!r} scope")
+        return Caller(connected.user)
 
 
 class Session(APIKeyCookie):
@@ -88,6 +99,7 @@ class Session(APIKeyCookie):
 
 
 PUBLISH = [BearerToken(Scope.PUBLISH), Session(staff_only=True)]
+USERS = [BearerToken(Scope.USERS)]
 READ = [BearerToken(Scope.READ), Session()]
 
 

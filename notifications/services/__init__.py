@@ -31,8 +31,10 @@ from .publish import (
 from .read_state import ReadResult, mark_read, mark_read_ids, mark_unread, mark_unread_ids
 from .retention import delete_notifications, prune
 from .topics import subscribe, unsubscribe
+from .users import AppUser, UserFields, delete_user, get_user, put_user
 
 __all__ = [
+    "AppUser",
     "Choice",
     "Content",
     "Delivery",
@@ -41,12 +43,15 @@ __all__ = [
     "Quiet",
     "ReadResult",
     "Report",
+    "UserFields",
     "ack",
     "ack_many",
     "add_push_subscription",
     "choices",
     "delete_notifications",
+    "delete_user",
     "deliver_due",
+    "get_user",
     "mark_read",
     "mark_read_ids",
     "mark_unread",
@@ -56,6 +61,7 @@ __all__ = [
     "publish_many",
     "publish_to_everyone",
     "publish_to_topic",
+    "put_user",
     "quiet_hours",
     "redeliver",
     "remove_push_subscription",

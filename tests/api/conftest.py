@@ -27,6 +27,9 @@ class Api:
         data = raw if raw is not None else body if body is not None else {}
         return self.client.post(API + path, data, content_type="application/json", headers=headers)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.client.put(API + path, body, content_type="application/json", headers=self.headers)
+
     def delete(self, path: str) -> Any:
         return self.client.delete(API + path, headers=self.headers)
 
