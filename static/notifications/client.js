@@ -184,6 +184,9 @@ export class NotificationClient {
       return; // the `online` event brings us back
     }
     const url = new URL(this.url, globalThis.location?.href);
+    // An app's connection token (docs/integrate.md), read afresh at every attempt: the page renews it.
+    const token = typeof this.options.token === "function" ? this.options.token() : this.options.token;
+    if (token) url.searchParams.set("token", token);
     if (this.cursor !== null) url.searchParams.set("since", String(this.cursor));
     url.searchParams.set("batch", "1"); // we read `batch` frames: several notifications in one
     this._sync.opening();

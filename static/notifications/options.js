@@ -8,6 +8,7 @@ import { tabsSupported } from "./tabs.js";
 const DEFAULTS = Object.freeze({
   url: null, // default: ws(s)://<this host>/ws/notifications/
   userId: null, // keys the stored cursor; without it nothing is stored
+  token: null, // an app's connection token, or a function returning the current one (sent as ?token=)
   since: null, // the initial state's head_seq; default: the stored cursor
   storage: null, // default: window.localStorage when usable
   backoff: { minMs: 250, baseMs: 1000, maxMs: 30000 },
