@@ -1,9 +1,11 @@
 """The rules every edge applies the same way: which URLs may become links, what a slug is, id and seq bounds.
 
 Plain constants and functions with no Django import, so the API schemas, the
-forms, the dashboard's views, the WebSocket protocol and the CLI share one
-definition. static/notifications/dashboard.js repeats `safe_url` (a browser
-cannot import Python); tests/test_rules.py runs both on the same cases.
+forms, the dashboard's views, the WebSocket protocol, the CLI, the email digest
+and the Web Push payload share one definition. static/notifications/links.js is
+its one home in the browser (a browser cannot import Python), imported by the
+dashboard and the service worker; tests/test_rules.py runs all of them on the
+one table of cases, tests/safe_url_cases.json.
 """
 
 from __future__ import annotations

@@ -21,8 +21,13 @@ KEEP_RESULTS = timedelta(hours=1)
 
 @task(queue_name=QUEUE)
 def deliver_due(channel: str) -> dict[str, int]:
-    report = services.deliver_due(channel=channel)
-    schedule(channel, delay_seconds=0 if report.more else delivery.get_settings().worker_poll_seconds)
+    more = False
+    try:
+        report = services.deliver_due(channel=channel)
+        more = report.more
+    finally:
+        # The next round comes even after one that failed: a failure must not end the channel for everyone.
+        schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
     # Each round leaves a result row; the finished ones of an hour ago are of no more use.
     DBTaskResult.objects.filter(task_path=_PATH, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
     return {"users": report.users, "sent": report.sent, "failures": report.failures}

@@ -252,6 +252,11 @@ AWAY = {
         "NOTIFY_PUSH_ENDPOINT_HOSTS",
         "fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com",
     ),
+    # The oldest of a user's subscriptions gives way to a new one past this many.
+    "PUSH_MAX_SUBSCRIPTIONS": env_int("NOTIFY_PUSH_MAX_SUBSCRIPTIONS", 10),
+    "PUSH_TIMEOUT_SECONDS": float(os.environ.get("NOTIFY_PUSH_TIMEOUT_SECONDS", "10")),
+    # Users served at once in a push round, and requests at once for one user's subscriptions.
+    "PUSH_CONCURRENCY": env_int("NOTIFY_PUSH_CONCURRENCY", 8),
     "WORKER_POLL_SECONDS": float(os.environ.get("NOTIFY_WORKER_POLL_SECONDS", "2")),
 }
 

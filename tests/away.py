@@ -63,7 +63,7 @@ def away_settings(**overrides: Any) -> dict[str, Any]:
         "VAPID_PUBLIC_KEY": "",
         "VAPID_PRIVATE_KEY": "",
         "VAPID_SUBJECT": "mailto:ops@example.com",
-        "PUSH_ENDPOINT_HOSTS": ["127.0.0.1"],
+        "PUSH_ENDPOINT_HOSTS": [],  # the push service's own entry: PushService.allowed
         "WORKER_POLL_SECONDS": 0.05,
         **overrides,
     }

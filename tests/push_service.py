@@ -1,6 +1,7 @@
 """A stand-in for a browser vendor's push service: loopback HTTPS (a self-signed certificate the tests trust
 through REQUESTS_CA_BUNDLE), holding each subscription's private key. It checks the VAPID JWT (RFC 8292)
-and decrypts the body (RFC 8291, aes128gcm) the way a browser would; /gone/... answers 410, /busy/... 503."""
+and decrypts the body (RFC 8291, aes128gcm) the way a browser would; /gone/... answers 410, /busy/... 503,
+/slow/... answers only once the test sets `slow_release`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -65,6 +67,9 @@ class PushService:
         self.hold: threading.Event | None = None
         self.holding = threading.Event()
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified on each push received and each slow one held
+        self.slow_release = threading.Event()
+        self.slow_held = 0
         self.dir = tempfile.mkdtemp(prefix="push-")
         self.cert, key = _certificate(self.dir)
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -86,6 +91,16 @@ class PushService:
         self.keys[path] = (key, auth)
         public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return {"endpoint": f"https://127.0.0.1:{self.port}{path}", "keys": {"p256dh": b64e(public), "auth": b64e(auth)}}
+
+    @property
+    def allowed(self) -> str:
+        """Its entry for NOTIFY_PUSH_ENDPOINT_HOSTS: an IP literal on another port than 443 needs an exact one."""
+        return f"127.0.0.1:{self.port}"
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 10) -> bool:
+        """Whether `condition` (read under the lock) came true within `timeout` seconds."""
+        with self.changed:
+            return self.changed.wait_for(condition, timeout)
 
     def check_vapid(self, header: str) -> dict[str, Any]:
         params = dict(p.strip().split("=", 1) for p in header.removeprefix("vapid ").split(","))
@@ -112,6 +127,11 @@ class PushService:
                     service.holding.set()
                     service.hold.wait(30)
                     return self._answer(503)
+                if self.path.startswith("/slow/"):
+                    with service.changed:
+                        service.slow_held += 1
+                        service.changed.notify_all()
+                    service.slow_release.wait(30)
                 if self.path.startswith("/gone/"):
                     return self._answer(410)
                 with service.lock:
@@ -128,8 +148,9 @@ class PushService:
                     with service.lock:
                         service.errors.append(repr(exc))
                     return self._answer(400)
-                with service.lock:
+                with service.changed:
                     service.received.append({"path": self.path, "payload": payload, "topic": self.headers.get("Topic")})
+                    service.changed.notify_all()
                 self._answer(201)
 
             def _answer(self, status: int) -> None:

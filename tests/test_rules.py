@@ -1,67 +1,36 @@
-"""notifications/rules.py: the URL rule, slugs and bounds, and the copy of the URL rule in dashboard.js."""
+"""notifications/rules.py: the URL rule, slugs and bounds; and the URL rule's other homes (links.js, which the
+dashboard and the service worker import, and the Web Push payload) on the same table of cases."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 from pydantic import TypeAdapter, ValidationError
 
-from notifications import protocol, rules, schemas
+from notifications import delivery, protocol, rules, schemas
+from notifications.delivery.webpush import payload
 from tests.conftest import ROOT
 
-LINKS = [
-    "https://example.com/a",
-    "http://example.com",
-    "HTTPS://EXAMPLE.COM/x",
-    "https://user@example.com:8443/p?q=1#f",
-    "/builds/1",
-    "/",
-    "/a/b?c=d#e",
-    "/%2F%2Fevil.example",
-]
-NOT_LINKS = [
-    "javascript:alert(1)",
-    "JAVASCRIPT:alert(1)",
-    " javascript:alert(1)",
-    "vbscript:x",
-    "data:text/html,x",
-    "mailto:a@example.com",
-    "ftp://example.com/",
-    "//evil.example/x",
-    "/\\evil.example",
-    "\\\\evil.example",
-    "/\t/evil.example/phish",  # the browser drops the tab: "//evil.example/phish"
-    "/\n/evil.example",
-    "/\r/evil.example",
-    "\t/x",
-    " /x",
-    "/x ",
-    "/a b",
-    "/x\x00",
-    "/x\x1f",
-    "/x\x7f",
-    "/x\x85",
-    "/\u00a0/evil.example",
-    "/\u2028/evil.example",
-    "/\ufeff/evil.example",
-    "https://",
-    "http:///x",
-    "https:/x",
-    "http:evil.example",
-    "https:\\\\evil.example",
-    "https://ex ample.com",
-    "http\u017f://evil.example",  # Python's re.IGNORECASE would take the long s for "s"
-    "builds/1",
-    "?x=1",
-    "#top",
-]
-CASES = ["", *LINKS, *NOT_LINKS]
+# The one table of URL cases: rules.py, links.js (the page's and the service worker's rule) and the push
+# payload are all checked against it, so the three cannot drift apart.
+URL_CASES: list[dict[str, Any]] = json.loads((ROOT / "tests" / "safe_url_cases.json").read_text())
+LINKS = [c["url"] for c in URL_CASES if c["safe"]]
+NOT_LINKS = [c["url"] for c in URL_CASES if not c["safe"]]
+CASES = [c["url"] for c in URL_CASES]
+EXPECTED = {c["url"]: c["url"] if c["safe"] else "" for c in URL_CASES}
 
 
-@pytest.mark.parametrize("url", ["", *LINKS])
+def test_the_table_has_both_kinds_and_the_tab_trick() -> None:
+    assert "" in LINKS and "/\t/evil.example" in NOT_LINKS and len(set(CASES)) == len(CASES)
+
+
+@pytest.mark.parametrize("url", LINKS)
 def test_safe_url_keeps_http_urls_and_single_slash_paths(url: str) -> None:
     assert rules.safe_url(url) == url
     assert rules.link(url) == url
@@ -90,7 +59,13 @@ def test_a_slug_of_64_letters_digits_dashes_and_underscores_passes() -> None:
     assert protocol.parse(protocol.encode({"type": "subscribe", "topic": slug})) == protocol.Subscribe(slug)
 
 
-# --- dashboard.js's copy of the rule -----------------------------------------------------------
+@pytest.mark.parametrize("url", CASES)
+def test_the_push_payload_carries_a_link_by_the_same_rule(url: str) -> None:
+    item = delivery.Item(1, 1, "title", "", url, "info", "k", None, datetime.now(UTC))
+    assert json.loads(payload(item))["url"] == EXPECTED[url]
+
+
+# --- links.js: the rule in the browser, for the page and the service worker ----------------------
 
 # dashboard.js connects on import: a socket that never opens keeps it quiet.
 QUIET_SOCKET = "window.WebSocket = class { constructor() { this.readyState = 0; } send() {} close() {} };"
@@ -120,8 +95,27 @@ def dashboard_page() -> Iterator[Page]:
 
 
 @pytest.mark.browser
-def test_dashboard_js_safe_link_follows_the_python_rule(dashboard_page: Page) -> None:
-    js = dashboard_page.evaluate(
-        "async (cases) => { const { safeLink } = await import('/dashboard.js'); return cases.map(safeLink); }", CASES
-    )
-    assert dict(zip(CASES, js, strict=True)) == {url: rules.link(url) for url in CASES}
+def test_links_js_follows_the_python_rule_and_the_dashboard_uses_it(dashboard_page: Page) -> None:
+    js = dashboard_page.evaluate("async (cases) => { const { safeLink } = await import('/links.js'); return cases.map(safeLink); }", CASES)
+    assert dict(zip(CASES, js, strict=True)) == EXPECTED
+    assert "./links.js" in (ROOT / "static" / "notifications" / "dashboard.js").read_text()
+
+
+# sw.js as the browser runs it, with the service worker's globals it uses stood in for: the push
+# handler's link is links.js's, else the inbox.
+RUN_SW = """async (cases) => {
+  const handlers = {};
+  const shown = [];
+  const add = self.addEventListener;
+  self.addEventListener = (type, handler) => { handlers[type] = handler; };
+  self.registration = { showNotification: async (title, options) => { shown.push(options.data.url); } };
+  try { await import('/sw.js'); } finally { self.addEventListener = add; }
+  for (const url of cases) handlers.push({ data: { json: () => ({ title: "t", url }) }, waitUntil() {} });
+  return shown;
+}"""
+
+
+@pytest.mark.browser
+def test_the_service_worker_shows_only_a_link_by_the_same_rule(dashboard_page: Page) -> None:
+    shown = dashboard_page.evaluate(RUN_SW, CASES)
+    assert dict(zip(CASES, shown, strict=True)) == {url: EXPECTED[url] or "/inbox/" for url in CASES}

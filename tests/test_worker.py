@@ -46,7 +46,7 @@ def parts() -> Iterator[tuple[SmtpServer, PushService, dict[str, str]]]:
         "NOTIFY_WORKER_POLL_SECONDS": "0.05",
         "NOTIFY_VAPID_PUBLIC_KEY": public,
         "NOTIFY_VAPID_PRIVATE_KEY": private,
-        "NOTIFY_PUSH_ENDPOINT_HOSTS": "127.0.0.1",
+        "NOTIFY_PUSH_ENDPOINT_HOSTS": f"127.0.0.1:{push.port}",
         "REQUESTS_CA_BUNDLE": push.cert,
     }
     yield smtp, push, env
@@ -68,7 +68,7 @@ def test_killed_twice_mid_batch_every_due_email_and_push_goes_exactly_once(
     users = [make_user(f"u{i}", email=f"u{i}@example.com") for i in range(USERS)]
     for u in users:
         s = push.subscription("device")
-        services.add_push_subscription(user_id=u.id, endpoint=s["endpoint"], p256dh=s["keys"]["p256dh"], auth=s["keys"]["auth"])
+        services.add_push_subscription(user_id=u.id, endpoint=s["endpoint"], p256dh=s["keys"]["p256dh"], auth=s["keys"]["auth"], keep=10)
     for n in range(PER_USER):
         services.notify(recipient_ids=[u.id for u in users], content=services.Content(title=f"n{n}"))
 

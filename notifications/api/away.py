@@ -11,7 +11,7 @@ from ninja import Router, Schema, Status
 from pydantic import Field, field_validator, model_validator
 
 from .. import delivery, services
-from ..delivery.webpush import endpoint_allowed
+from ..delivery.subscription import auth_key, endpoint_refusal, p256dh_key
 from ..errors import NotFound, ServiceError
 from ..models import Channel
 from ..schemas import ERRORS, Strict
@@ -20,7 +20,8 @@ from .security import caller
 router = Router(tags=["me"])  # auth: the API default, READ
 
 CATEGORY_PATTERN = r"^(|topic:[-a-zA-Z0-9_]{1,64}|kind:[-a-zA-Z0-9_.:]{1,64})$"
-Key = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[-A-Za-z0-9_=]+$")]
+# Printable ASCII: a NUL or a control character is a clear 422 here, not a database error.
+Endpoint = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[!-~]+$")]
 
 
 class ChoiceIO(Strict):
@@ -68,20 +69,24 @@ class PreferencesIO(Strict):
 
 
 class PushKeys(Strict):
-    p256dh: Key
-    auth: Key
+    p256dh: str = Field(max_length=200, description="base64url (padding optional) of an uncompressed P-256 point, 65 bytes.")
+    auth: str = Field(max_length=200, description="base64url (padding optional) of the 16-byte auth secret.")
+
+    # Checked here so that a key pywebpush cannot use is a 422 now, not a failed push later; stored canonical.
+    _p256dh = field_validator("p256dh")(p256dh_key)
+    _auth = field_validator("auth")(auth_key)
 
 
 class PushSubscriptionIn(Strict):
     """A browser's PushSubscription.toJSON()."""
 
-    endpoint: str = Field(max_length=1000)
+    endpoint: Endpoint
     keys: PushKeys
     expirationTime: int | None = None
 
 
 class PushEndpointIn(Strict):
-    endpoint: str = Field(max_length=1000)
+    endpoint: Endpoint
 
 
 class PushSubscriptionOut(Schema):
@@ -116,12 +121,19 @@ def set_preferences(request: HttpRequest, payload: PreferencesIO) -> Preferences
 
 @router.post("/me/push-subscriptions", response={201: PushSubscriptionOut, **ERRORS})
 def add_push_subscription(request: HttpRequest, payload: PushSubscriptionIn) -> Status[PushSubscriptionOut]:
-    """Register this browser for Web Push. The endpoint must be https on a known push service."""
-    if not endpoint_allowed(payload.endpoint, delivery.get_settings().push_endpoint_hosts):
+    """Register this browser for Web Push. The endpoint must be https on a known push service; past
+    NOTIFY_PUSH_MAX_SUBSCRIPTIONS, my oldest subscription gives way to this one."""
+    config = delivery.get_settings()
+    refusal = endpoint_refusal(payload.endpoint, config.push_endpoint_hosts)
+    if refusal:
         message = "the endpoint is not an https URL of an allowed push service"
-        raise ServiceError("invalid", message, fields={"endpoint": "not an allowed push service"}, status=422)
+        raise ServiceError("invalid", message, fields={"endpoint": refusal}, status=422)
     s = services.add_push_subscription(
-        user_id=caller(request).user_id, endpoint=payload.endpoint, p256dh=payload.keys.p256dh, auth=payload.keys.auth
+        user_id=caller(request).user_id,
+        endpoint=payload.endpoint,
+        p256dh=payload.keys.p256dh,
+        auth=payload.keys.auth,
+        keep=config.push_max_subscriptions,
     )
     return Status(201, PushSubscriptionOut(endpoint=s.endpoint, created_at=s.created_at.isoformat()))
 

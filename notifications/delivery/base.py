@@ -28,6 +28,9 @@ class AwaySettings:
     vapid_private_key: str
     vapid_subject: str
     push_endpoint_hosts: tuple[str, ...]
+    push_max_subscriptions: int
+    push_timeout_seconds: float
+    push_concurrency: int
     worker_poll_seconds: float
 
 
@@ -43,6 +46,9 @@ def get_settings() -> AwaySettings:
         vapid_private_key=raw.get("VAPID_PRIVATE_KEY", ""),
         vapid_subject=raw.get("VAPID_SUBJECT", "mailto:admin@localhost"),
         push_endpoint_hosts=tuple(h.lower() for h in raw.get("PUSH_ENDPOINT_HOSTS", ())),
+        push_max_subscriptions=raw.get("PUSH_MAX_SUBSCRIPTIONS", 10),
+        push_timeout_seconds=raw.get("PUSH_TIMEOUT_SECONDS", 10.0),
+        push_concurrency=raw.get("PUSH_CONCURRENCY", 8),
         worker_poll_seconds=raw.get("WORKER_POLL_SECONDS", 2.0),
     )
 
@@ -88,6 +94,9 @@ class Backend(Protocol):
 
     def delay_seconds(self, config: AwaySettings) -> int:
         """The default wait after publish before an unacked, unread notification is due here."""
+
+    def concurrency(self, config: AwaySettings) -> int:
+        """How many users a round serves at once (each in a thread with its own transaction)."""
 
     def reachable(self, streams: QuerySet[UserStream]) -> QuerySet[UserStream]:
         """The streams of users this channel can reach at all (an address, a subscription)."""

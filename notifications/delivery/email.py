@@ -85,6 +85,9 @@ class EmailBackend:
     def delay_seconds(self, config: AwaySettings) -> int:
         return config.email_delay_seconds
 
+    def concurrency(self, config: AwaySettings) -> int:
+        return 1  # one digest at a time: a mail server is one relay, not one per user
+
     def reachable(self, streams: QuerySet[UserStream]) -> QuerySet[UserStream]:
         return streams.exclude(user__email="")
 

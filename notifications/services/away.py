@@ -15,17 +15,22 @@ The publish path does nothing for any of this; the worker finds due work by quer
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .. import delivery, selectors
 from ..models import AwayDelivery, ChannelCursor, Notification, UserStream
 from .preferences import Policy, min_delay, policy
+
+log = logging.getLogger(__name__)
 
 ROWS_PER_USER = 200  # notifications looked at per user per round; the rest come next round
 MAX_BACKOFF = timedelta(hours=1)
@@ -39,9 +44,17 @@ class Report:
     more: bool = False
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: Report) -> None:
+        """Another part of the same round (one user's)."""
+        self.users += other.users
+        self.sent += other.sent
+        self.failures += other.failures
+        self.errors += other.errors
+
 
 def deliver_due(*, channel: str, users: int = 100, now: datetime | None = None) -> Report:
-    """One round on a channel: up to `users` users with due work each get their due notifications sent."""
+    """One round on a channel: up to `users` users with due work each get their due notifications sent,
+    several at once (the channel's concurrency), so a slow device of one user holds up no other user."""
     backend = delivery.BACKENDS[channel]
     config = delivery.get_settings()
     now = now or timezone.now()
@@ -49,10 +62,42 @@ def deliver_due(*, channel: str, users: int = 100, now: datetime | None = None) 
     streams = backend.reachable(UserStream.objects.all())
     user_ids = selectors.away_candidates(channel=channel, streams=streams, cutoff=cutoff, now=now, limit=users)
     report = Report(more=len(user_ids) == users)
-    for user_id in user_ids:
-        ChannelCursor.objects.get_or_create(user_id=user_id, channel=channel)
+    # SQLite takes its write lock at BEGIN (settings.py): users' transactions would only queue for it.
+    workers = 1 if connection.vendor == "sqlite" else min(backend.concurrency(config), len(user_ids))
+    if workers <= 1:
+        parts = [_deliver_user_due(backend, config, user_id, now) for user_id in user_ids]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"away-{channel}") as pool:
+            parts = list(pool.map(_in_thread, repeat(backend), repeat(config), user_ids, repeat(now)))
+    for part in parts:
+        report.add(part)
+    return report
+
+
+def _in_thread(backend: delivery.Backend, config: delivery.AwaySettings, user_id: int, now: datetime) -> Report:
+    try:
+        return _deliver_user_due(backend, config, user_id, now)
+    finally:
+        connection.close()  # this thread's own: back to the pool
+
+
+def _deliver_user_due(backend: delivery.Backend, config: delivery.AwaySettings, user_id: int, now: datetime) -> Report:
+    """All of a user's due work on the channel. A failure of theirs is logged and backs them off; it never
+    ends the round for the other users."""
+    report = Report()
+    try:
+        ChannelCursor.objects.get_or_create(user_id=user_id, channel=backend.name)
         while _deliver_user(backend, config, user_id, now, report):
             pass
+    except Exception as exc:
+        log.exception("%s for user %s failed", backend.name, user_id)
+        report.failures += 1
+        report.errors.append(repr(exc))
+        cursor = ChannelCursor.objects.filter(user_id=user_id, channel=backend.name).first()
+        if cursor is not None:
+            cursor.failures += 1
+            cursor.hold_until = now + _backoff(cursor.failures)
+            cursor.save(update_fields=["failures", "hold_until"])
     return report
 
 
@@ -91,7 +136,7 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
             cursor.failures += 1
             report.failures += 1
             report.errors.append(outcome.error)
-            cursor.hold_until = now + min(MAX_BACKOFF, timedelta(seconds=2**cursor.failures))
+            cursor.hold_until = now + _backoff(cursor.failures)
         else:
             cursor.failures = 0
             cursor.hold_until = min(waits.values()) if waits else None
@@ -99,6 +144,10 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
             cursor.last_sent_at = now
         cursor.save(update_fields=["seq", "failures", "hold_until", "last_sent_at"])
     return bool(later) and not outcome.retry
+
+
+def _backoff(failures: int) -> timedelta:
+    return min(MAX_BACKOFF, timedelta(seconds=2 ** min(failures, 20)))
 
 
 def _triage(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from .. import delivery
@@ -115,11 +116,17 @@ def unsubscribe(*, token: str) -> list[str] | None:
     return categories
 
 
-def add_push_subscription(*, user_id: int, endpoint: str, p256dh: str, auth: str) -> PushSubscription:
-    """Idempotent per endpoint; an endpoint another user had moves to this one (the browser is theirs now)."""
+@transaction.atomic
+def add_push_subscription(*, user_id: int, endpoint: str, p256dh: str, auth: str, keep: int) -> PushSubscription:
+    """Idempotent per endpoint; an endpoint another user had moves to this one (the browser is theirs now).
+    A user keeps at most `keep` subscriptions: the oldest give way to the new one."""
+    # The user's row serialises their subscribes, so two at once cannot both keep `keep` old ones.
+    list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
     subscription, _ = PushSubscription.objects.update_or_create(
         endpoint=endpoint, defaults={"user_id": user_id, "p256dh": p256dh, "auth": auth}
     )
+    older = PushSubscription.objects.filter(user_id=user_id).exclude(pk=subscription.pk).order_by("-created_at", "-id")
+    PushSubscription.objects.filter(pk__in=list(older.values_list("pk", flat=True)[max(keep - 1, 0) :])).delete()
     return subscription
 
 

@@ -70,7 +70,7 @@ export function setupEnableButton(config) {
       return;
     }
     try {
-      const registration = await navigator.serviceWorker.register(SW_URL, { type: "classic" });
+      const registration = await navigator.serviceWorker.register(SW_URL, { type: "module" });
       globalThis.notifyServiceWorker = registration;
       const subscription = await registration.pushManager.subscribe({
         userVisibleOnly: true,

@@ -1,6 +1,7 @@
 // The service worker for Web Push (docs/channels.md): shows a pushed notification, and on click
 // focuses an open dashboard tab or opens the notification's link. Text is shown as text only.
-const SAFE = /^(?:https?:\/\/[^/?#]|\/(?!\/))/i;
+// An ES module (away.js registers it with type "module"): the link rule is the page's own, links.js.
+import { safeLink } from "./links.js";
 
 self.addEventListener("push", (event) => {
   let data = {};
@@ -9,7 +10,7 @@ self.addEventListener("push", (event) => {
   } catch {
     data = { title: event.data ? event.data.text() : "New notification" };
   }
-  const url = typeof data.url === "string" && SAFE.test(data.url) ? data.url : "/inbox/";
+  const url = safeLink(data.url) || "/inbox/";
   event.waitUntil(
     self.registration.showNotification(String(data.title || "New notification"), {
       body: String(data.body || ""),
@@ -21,7 +22,7 @@ self.addEventListener("push", (event) => {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const target = new URL(event.notification.data?.url || "/inbox/", self.location.origin).href;
+  const target = new URL(safeLink(event.notification.data?.url) || "/inbox/", self.location.origin).href;
   event.waitUntil(
     (async () => {
       const tabs = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
