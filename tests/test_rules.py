@@ -100,7 +100,7 @@ CONFIG = '<script id="notify-config" type="application/json">{"userId": 1, "head
 @pytest.fixture
 def dashboard_page() -> Iterator[Page]:
     # dashboard.js and every module it imports, as the server would serve them.
-    scripts = {path.name: path.read_text() for path in (ROOT / "static" / "notifications").glob("*.js")}
+    scripts = {path.name: path.read_text() for path in (ROOT / "notifications" / "static" / "notifications").glob("*.js")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=["--no-sandbox"])
         page = browser.new_page()
