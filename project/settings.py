@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+import notifications.embed
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -70,11 +72,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "channels",
-    "ninja",  # serves Swagger UI from its own static files: the docs page works offline
-    "django_tasks",
-    "django_tasks_db",  # the away channels' task queue, in the database (docs/decisions/0008)
-    "notifications",
+    # The service is one host of the app, spliced in as any host does (docs/integrate.md).
+    *notifications.embed.INSTALLED_APPS,
 ]
 
 MIDDLEWARE = [

@@ -8,21 +8,13 @@
  */
 import { NotificationClient, State } from "./client.js";
 import { setupEnableButton, setupHiddenTabNotifications, setupTitle } from "./away.js";
+import { safeLink } from "./safe-url.js";
+
+export { safeLink };
 
 const config = JSON.parse(document.getElementById("notify-config").textContent);
 const client = new NotificationClient({ userId: config.userId, since: config.headSeq });
 globalThis.notifyClient = client; // for the console and the browser tests
-
-// The URL rule of notifications/rules.py (safe_url), repeated because a browser cannot import
-// Python; tests/test_rules.py runs both on the same cases. Whitespace and control characters are
-// refused, not trimmed: the browser drops a tab inside a URL, so "/\t/evil.example" is "//evil.example".
-const REFUSED_IN_URL = /[\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/;
-const SAFE_URL_START = /^(?:[Hh][Tt][Tt][Pp][Ss]?:\/\/[^/?#]|\/(?!\/))/;
-
-export function safeLink(url) {
-  if (typeof url !== "string" || REFUSED_IN_URL.test(url) || !SAFE_URL_START.test(url)) return "";
-  return url;
-}
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 
