@@ -2,7 +2,7 @@
 
 Plain constants and functions with no Django import, so the API schemas, the
 forms, the dashboard's views, the WebSocket protocol and the CLI share one
-definition. notifications/static/notifications/dashboard.js repeats `safe_url` (a browser
+definition. notifications/static/notifications/safe-url.js repeats `safe_url` (a browser
 cannot import Python); tests/test_rules.py runs both on the same cases.
 """
 
