@@ -6,8 +6,6 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY manage.py ./
 COPY project project
 COPY notifications notifications
-COPY templates templates
-COPY static static
 COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 # /data holds the generated secret key; a new named volume mounted there takes
 # this directory's owner, so the app user can write it.

@@ -39,7 +39,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-# Acks like static/notifications/client.js: cumulative, at most ACK_INTERVAL after the first
+# Acks like notifications/static/notifications/client.js: cumulative, at most ACK_INTERVAL after the first
 # unacked notification, or at once when ACK_EVERY are unacked (BENCH_ACK_MS / BENCH_ACK_EVERY).
 ACK_EVERY = int(os.environ.get("BENCH_ACK_EVERY", "100"))
 ACK_INTERVAL = int(os.environ.get("BENCH_ACK_MS", "1000")) / 1000

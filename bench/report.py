@@ -248,7 +248,7 @@ def write_results(meta: dict[str, Any], results: dict[str, dict[str, Any]], peer
         f" {s['workers']} load-generator processes",
         "- this service is published to through `services.publish_to_topic` in a separate Python process (Django set up with the same"
         " DATABASE_URL/REDIS_URL/CHANNEL_PREFIX as its daphne): stored in PostgreSQL, then one group_send per 500 recipients."
-        " Its clients authenticate with `Authorization: Bearer` and ack like static/notifications/client.js:"
+        " Its clients authenticate with `Authorization: Bearer` and ack like notifications/static/notifications/client.js:"
         " cumulative `ack {seq}` 1 s after the first unacked notification, or at once at 100 unacked.",
         "",
         "## Figures",

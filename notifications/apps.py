@@ -6,6 +6,7 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import db
+        from . import checks, conf, db  # noqa: F401 (importing checks registers them)
 
+        conf.apply_defaults()
         db.install()

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from . import availability, conf, connection_tokens, selectors
+from . import availability, conf, connection_tokens, selectors, users
 from .admission import admission
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
@@ -89,7 +89,7 @@ def authenticate_token(secret: str) -> ApiToken | None:
 @dataclass(frozen=True)
 class SocketToken:
     token_id: int
-    user_id: int
+    user_id: users.UserId
     scopes: list[str]
     use_is_stale: bool  # last_used_at is due to be written
     stream: selectors.StreamState  # the user's stream as the same statement saw it
@@ -112,7 +112,7 @@ def authenticate_socket_token(secret: str) -> SocketToken | None:
         return None
     token_id, user_id, scopes, stale, *stream = row
     scopes = scopes if isinstance(scopes, list) else json.loads(scopes)  # jsonb comes decoded; SQLite's text does not
-    return SocketToken(token_id, user_id, scopes, bool(stale), selectors.StreamState(*stream))
+    return SocketToken(token_id, users.to_pk(user_id), scopes, bool(stale), selectors.StreamState(*stream))
 
 
 @functools.cache
@@ -189,9 +189,9 @@ def invalid_credentials(credentials: Iterable[Credential]) -> set[Credential]:
         live_ids = set(ApiToken.objects.filter(id__in=ids, revoked_at__isnull=True, user__is_active=True).values_list("id", flat=True))
         invalid |= {("token", str(i)) for i in ids - live_ids}
     if by_kind["user"]:
-        ids = {int(k) for k in by_kind["user"]}
-        active = set(get_user_model().objects.filter(id__in=ids, is_active=True).values_list("id", flat=True))
-        invalid |= {("user", str(i)) for i in ids - active}
+        user_ids: set[users.UserId] = {users.to_pk(k) for k in by_kind["user"]}
+        active = set(get_user_model()._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
+        invalid |= {("user", str(i)) for i in user_ids - active}
     if by_kind["connection"]:
         pks = {key.rpartition(":")[0] for key in by_kind["connection"]}
         model = get_user_model()
@@ -209,13 +209,13 @@ def _live_sessions(keys: set[str]) -> set[str]:
     sockets must close too. A hash from SECRET_KEY_FALLBACKS still counts, as there.
     """
     stored = _session_data(keys)
-    pk = get_user_model()._meta.pk
-    assert pk is not None
-    user_ids = {key: pk.to_python(data[SESSION_KEY]) for key, data in stored.items() if SESSION_KEY in data}
-    users = {user.pk: user for user in get_user_model()._default_manager.filter(pk__in=set(user_ids.values()), is_active=True)}
+    user_ids = {key: users.to_pk(data[SESSION_KEY]) for key, data in stored.items() if SESSION_KEY in data}
+    active: dict[Any, AbstractBaseUser] = {
+        user.pk: user for user in get_user_model()._default_manager.filter(pk__in=set(user_ids.values()), is_active=True)
+    }
     live = set()
     for key, user_id in user_ids.items():
-        data, user = stored[key], users.get(user_id)
+        data, user = stored[key], active.get(user_id)
         session_hash = data.get(HASH_SESSION_KEY)
         if user is None or not session_hash or data.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
             continue

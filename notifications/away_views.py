@@ -22,7 +22,7 @@ from .models import Channel
 def _uid(request: HttpRequest) -> int:
     if request.user.pk is None:
         raise PermissionDenied
-    return int(request.user.pk)
+    return request.user.pk
 
 
 def _categories(user_id: int, choices: list[services.Choice]) -> list[tuple[str, str]]:

@@ -44,3 +44,14 @@ def get() -> NotificationSettings:
         connection_secret=raw.get("CONNECTION_SECRET", ""),
         allowed_origins=tuple(raw.get("ALLOWED_ORIGINS", ())),
     )
+
+
+# One process, no server to install: a host that names no channel layer gets this one.
+# Several processes (or hosts) need a shared layer: channels_redis (docs/deployment.md).
+DEFAULT_CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
+
+
+def apply_defaults() -> None:
+    """Settings of the libraries the app stands on that a host may leave out (settings.NOTIFICATIONS has get()'s defaults)."""
+    if not getattr(settings, "CHANNEL_LAYERS", None):
+        settings.CHANNEL_LAYERS = DEFAULT_CHANNEL_LAYERS

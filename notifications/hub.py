@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import auth, conf, lifecycle, presence, push, selectors, services
+from . import auth, conf, lifecycle, presence, push, selectors, services, users
 from .admission import admission
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ STOP_ATTEMPT_SECONDS = 1.0
 class Listener(Protocol):
     """What the hub needs of a connected socket (the consumer)."""
 
-    user_id: int
+    user_id: users.UserId
     credential: tuple[str, str]
 
     async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None: ...
@@ -64,16 +64,16 @@ class Dispatched:
     """
 
     def __init__(self) -> None:
-        self._runs: deque[tuple[float, set[int]]] = deque()
+        self._runs: deque[tuple[float, set[users.UserId]]] = deque()
         self._known_from = time.monotonic()
 
-    def record(self, user_ids: set[int]) -> None:
+    def record(self, user_ids: set[users.UserId]) -> None:
         now = time.monotonic()
         self._runs.append((now, user_ids))
         while self._runs[0][0] < now - DISPATCHED_MEMORY_SECONDS:
             self._known_from = self._runs.popleft()[0]
 
-    def since(self, at: float, user_id: int) -> bool:
+    def since(self, at: float, user_id: users.UserId) -> bool:
         """Whether something for this user may have been dispatched at or after `at` (True when the hub no longer knows)."""
         if at <= self._known_from:
             return True
@@ -87,14 +87,14 @@ class Dispatched:
 
 class Hub:
     def __init__(self) -> None:
-        self.listeners: dict[int, set[Listener]] = defaultdict(set)
+        self.listeners: dict[users.UserId, set[Listener]] = defaultdict(set)
         self.pushes_sent = 0
         self.started_at = time.monotonic()
         self._ready = asyncio.Event()
         self.channel = ""
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._acks: dict[int, int] = {}  # user -> highest acked seq, not yet written
+        self._acks: dict[users.UserId, int] = {}  # user -> highest acked seq, not yet written
         self._token_uses: set[int] = set()  # tokens whose last_used_at is due, not yet written
         self._flush: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
@@ -145,7 +145,7 @@ class Hub:
 
     # Acks (and tokens' last use) from every local socket are written together:
     # one UPDATE per ACK_FLUSH_SECONDS for the whole process, not one per frame or connect.
-    def record_ack(self, user_id: int, seq: int) -> asyncio.Task[None]:
+    def record_ack(self, user_id: users.UserId, seq: int) -> asyncio.Task[None]:
         """Queue a cumulative ack; the returned task finishes once it is written (await it to confirm)."""
         if seq > self._acks.get(user_id, 0):
             self._acks[user_id] = seq
@@ -246,15 +246,16 @@ class Hub:
         sends = 0
         for (kind, redelivery), run in itertools.groupby(messages, key=lambda m: (m.get("type"), bool(m.get("redelivery")))):
             if kind == push.DELIVER:
-                by_user: dict[int, list[tuple[int, str]]] = defaultdict(list)
+                by_user: dict[users.UserId, list[tuple[int, str]]] = defaultdict(list)
                 messages_of_run = list(run)
                 for message in messages_of_run:
-                    for user_id, seq, text in message["items"]:
+                    for wire_id, seq, text in message["items"]:
+                        user_id = users.from_wire(wire_id)
                         if user_id in self.listeners:
                             by_user[user_id].append((seq, text))
                 # Recorded in the same step as the sockets are picked: one attached later is not among them.
                 if admission.connecting:
-                    self.dispatched.record({user_id for message in messages_of_run for user_id, _, _ in message["items"]})
+                    self.dispatched.record({users.from_wire(user_id) for message in messages_of_run for user_id, _, _ in message["items"]})
                 deliveries = [(listener, items) for user_id, items in by_user.items() for listener in self.listeners.get(user_id, ())]
                 for listener, items in deliveries:
                     try:
@@ -270,14 +271,15 @@ class Hub:
                         await asyncio.sleep(0)
             elif kind == push.USER_EVENT:
                 for message in run:
+                    user_id = users.from_wire(message["user"])
                     if admission.connecting:
-                        self.dispatched.record({message["user"]})
-                    sockets = tuple(self.listeners.get(message["user"], ()))
+                        self.dispatched.record({user_id})
+                    sockets = tuple(self.listeners.get(user_id, ()))
                     await _each(sockets, operator.methodcaller("push_event", message["frame"]), "an event")
 
     def report(self) -> presence.NodeReport:
-        users = {uid: len(group) for uid, group in self.listeners.items()}
-        return presence.NodeReport(presence.NODE_ID, time.time(), sum(users.values()), self.pushes_sent, users)
+        counts = {uid: len(group) for uid, group in self.listeners.items()}
+        return presence.NodeReport(presence.NODE_ID, time.time(), sum(counts.values()), self.pushes_sent, counts)
 
     async def _report_loop(self) -> None:
         client = presence.async_client()
@@ -346,7 +348,7 @@ async def _each(listeners: Iterable[Listener], send: Callable[[Listener], Awaita
         log.warning("%s failed on %d sockets; the first:", what, len(failed), exc_info=failed[0])
 
 
-def _write(acks: dict[int, int], token_uses: set[int]) -> None:
+def _write(acks: dict[users.UserId, int], token_uses: set[int]) -> None:
     if acks:
         services.ack_many(acks)
     if token_uses:
@@ -354,8 +356,8 @@ def _write(acks: dict[int, int], token_uses: set[int]) -> None:
 
 
 def _heartbeat_state(
-    user_ids: list[int], credentials: Iterable[tuple[str, str]]
-) -> tuple[dict[int, tuple[int, int]], set[tuple[str, str]]]:
+    user_ids: list[users.UserId], credentials: Iterable[tuple[str, str]]
+) -> tuple[dict[users.UserId, tuple[int, int]], set[tuple[str, str]]]:
     return selectors.heads(user_ids), auth.invalid_credentials(credentials)
 
 

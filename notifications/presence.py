@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 
 from .conf import redis_url
+from .users import UserId, from_wire
 
 REPORT_SECONDS = 5.0
 HASH_KEY = "notifications:presence"
@@ -29,7 +30,7 @@ class NodeReport:
     at: float
     connections: int
     pushes_sent: int
-    users: dict[int, int] = field(default_factory=dict)
+    users: dict[UserId, int] = field(default_factory=dict)
 
 
 def _key() -> str:
@@ -85,7 +86,7 @@ def reports() -> list[NodeReport]:
     out = []
     for node, d in raw_items:
         if now - d["at"] <= 3 * REPORT_SECONDS:
-            out.append(NodeReport(node, d["at"], d["connections"], d["pushes_sent"], {int(k): v for k, v in d["users"].items()}))
+            out.append(NodeReport(node, d["at"], d["connections"], d["pushes_sent"], {from_wire(k): v for k, v in d["users"].items()}))
     return out
 
 
@@ -93,5 +94,5 @@ def connections_total() -> int:
     return sum(r.connections for r in reports())
 
 
-def connections_for(user_id: int) -> int:
+def connections_for(user_id: UserId) -> int:
     return sum(r.users.get(user_id, 0) for r in reports())

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from . import protocol, selectors
+from . import protocol, selectors, users
 from .frames import StoredNotification, notification_frame
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,13 @@ NODES_GROUP = "notifications.nodes"
 CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis' comfort size
 
 # The message types a hub receives (hub.Hub.dispatch).
+# A user id travels as users.wire() makes it: msgpack and JSON carry no UUID.
 DELIVER = "node.deliver"  # {items: [[user_id, seq, frame text], ...], redelivery: bool}
 USER_EVENT = "node.user_event"  # {user: user_id, frame: text}
 
 
 class Recipient(StoredNotification, Protocol):
-    recipient_id: int
+    recipient_id: int  # as django-stubs types a key; a UUID key is carried the same way
     topic_id: int | None
 
 
@@ -38,14 +39,17 @@ def notifications_created(rows: Sequence[Recipient], *, redelivery: bool = False
     if not rows:
         return
     slugs = selectors.topic_slugs({n.topic_id for n in rows if n.topic_id})
-    items = [[n.recipient_id, n.seq, protocol.encode(notification_frame(n, slugs.get(n.topic_id) if n.topic_id else None))] for n in rows]
+    items = [
+        [users.wire(n.recipient_id), n.seq, protocol.encode(notification_frame(n, slugs.get(n.topic_id) if n.topic_id else None))]
+        for n in rows
+    ]
     for start in range(0, len(items), CHUNK):
         _send({"type": DELIVER, "items": items[start : start + CHUNK], "redelivery": redelivery})
 
 
-def user_event(user_id: int, frame: str) -> None:
+def user_event(user_id: users.UserId, frame: str) -> None:
     """A frame for every socket of one user (read state changed)."""
-    _send({"type": USER_EVENT, "user": user_id, "frame": frame})
+    _send({"type": USER_EVENT, "user": users.wire(user_id), "frame": frame})
 
 
 class _Outage:

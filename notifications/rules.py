@@ -2,10 +2,10 @@
 
 Plain constants and functions with no Django import, so the API schemas, the
 forms, the dashboard's views, the WebSocket protocol, the CLI, the email digest
-and the Web Push payload share one definition. static/notifications/links.js is
-its one home in the browser (a browser cannot import Python), imported by the
-dashboard and the service worker; tests/test_rules.py runs all of them on the
-one table of cases, tests/safe_url_cases.json.
+and the Web Push payload share one definition. notifications/static/notifications/links.js
+is its one home in the browser (a browser cannot import Python), imported by the
+dashboard, the bell, the widget and the service worker; tests/test_rules.py runs
+all of them on the one table of cases, tests/safe_url_cases.json.
 """
 
 from __future__ import annotations

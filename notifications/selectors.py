@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from . import protocol, storage
+from . import protocol, storage, users
 from .models import ChannelCursor, Notification, Subscription, Topic, UserStream
 
 
@@ -35,7 +35,7 @@ def stream_state(user_id: int) -> StreamState:
     # Read on every connect: plain SQL, since building this query with the ORM
     # cost several times what PostgreSQL takes to answer it (docs/benchmarks.md).
     with connection.cursor() as cursor:
-        cursor.execute(_STREAM_STATE_SQL, [user_id])
+        cursor.execute(_STREAM_STATE_SQL, [users.db_value(user_id, connection)])
         row = cursor.fetchone()
     return StreamState(*row) if row else StreamState(0, 0, 0)
 
@@ -51,7 +51,7 @@ def stream_state_columns(alias: str) -> str:
 _STREAM_STATE_SQL = f"SELECT {stream_state_columns('s')} FROM {STREAM_TABLE} s WHERE s.user_id = %s"
 
 
-def heads(user_ids: list[int]) -> dict[int, tuple[int, int]]:
+def heads(user_ids: list[users.UserId]) -> dict[users.UserId, tuple[int, int]]:
     """(head_seq, unread) of each user, for the heartbeat."""
     return {
         uid: (head, unread)
@@ -176,14 +176,15 @@ def active_user_ids(usernames: list[str]) -> dict[str, int]:
     """
     from django.contrib.auth import get_user_model
 
-    return dict(get_user_model().objects.filter(username__in=usernames, is_active=True).values_list("username", "id"))
+    login = users.login_field()
+    return dict(get_user_model()._default_manager.filter(**{f"{login}__in": usernames, "is_active": True}).values_list(login, "pk"))
 
 
 def active_ids(user_ids: list[int]) -> set[int]:
     """Those of these ids that are active users: an id is sent to on the same terms as a name."""
     from django.contrib.auth import get_user_model
 
-    return set(get_user_model().objects.filter(id__in=user_ids, is_active=True).values_list("id", flat=True))
+    return set(get_user_model()._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
 
 
 def topic_audience(topic_id: int) -> list[int]:

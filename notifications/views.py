@@ -49,7 +49,7 @@ def _uid(request: HttpRequest) -> int:
     pk = request.user.pk
     if pk is None:
         raise PermissionDenied
-    return int(pk)
+    return pk
 
 
 def item(n: Notification) -> dict[str, Any]:

@@ -8,14 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Django must be set up before the consumer's imports touch the models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import SuspiciousFileOperation  # noqa: E402
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse  # noqa: E402
 
 from notifications import conf  # noqa: E402
-from notifications.auth import WebsocketAuthMiddleware  # noqa: E402
-from notifications.routing import websocket_urlpatterns  # noqa: E402
+from notifications.embed import websocket_application  # noqa: E402
 
 
 class StaticFiles(ASGIStaticFilesHandler):
@@ -46,6 +45,6 @@ application = ProtocolTypeRouter(
         # One process serves the page, its client.js and the socket; put a CDN
         # or proxy in front for heavy static traffic.
         "http": StaticFiles(django_asgi_app),
-        "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        "websocket": websocket_application(),
     }
 )

@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+import notifications.embed
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -70,12 +72,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "channels",
-    "corsheaders",
-    "ninja",  # serves Swagger UI from its own static files: the docs page works offline
-    "django_tasks",
-    "django_tasks_db",  # the away channels' task queue, in the database (docs/decisions/0008)
-    "notifications",
+    "corsheaders",  # the API and the socket for an app's pages on NOTIFY_ALLOWED_ORIGINS
+    # The service is one host of the app, spliced in as any host does (docs/integrate.md).
+    *notifications.embed.INSTALLED_APPS,
 ]
 
 MIDDLEWARE = [
@@ -96,7 +95,7 @@ ASGI_APPLICATION = "project.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -175,7 +174,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -500,7 +500,7 @@ window.until = (test, ms = 5000) => new Promise((resolve, reject) => {
 });
 """
 
-STATIC_JS = ROOT / "static" / "notifications"  # client.js and the modules it imports, each served by its name
+STATIC_JS = ROOT / "notifications" / "static" / "notifications"  # client.js and the modules it imports, each served by its name
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ CONFIG = '<script id="notify-config" type="application/json">{"userId": 1, "head
 @pytest.fixture
 def dashboard_page() -> Iterator[Page]:
     # dashboard.js and every module it imports, as the server would serve them.
-    scripts = {path.name: path.read_text() for path in (ROOT / "static" / "notifications").glob("*.js")}
+    scripts = {path.name: path.read_text() for path in (ROOT / "notifications" / "static" / "notifications").glob("*.js")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=["--no-sandbox"])
         page = browser.new_page()
@@ -98,7 +98,7 @@ def dashboard_page() -> Iterator[Page]:
 def test_links_js_follows_the_python_rule_and_the_dashboard_uses_it(dashboard_page: Page) -> None:
     js = dashboard_page.evaluate("async (cases) => { const { safeLink } = await import('/links.js'); return cases.map(safeLink); }", CASES)
     assert dict(zip(CASES, js, strict=True)) == EXPECTED
-    assert "./links.js" in (ROOT / "static" / "notifications" / "dashboard.js").read_text()
+    assert "./links.js" in (ROOT / "notifications" / "static" / "notifications" / "dashboard.js").read_text()
 
 
 # sw.js as the browser runs it, with the service worker's globals it uses stood in for: the push

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from .. import users
 from ..models import AwayDelivery, ChannelDefault, PushSubscription
 from .listing import CheapListMixin
 
@@ -20,7 +21,7 @@ class ChannelDefaultAdmin(admin.ModelAdmin):
 @admin.register(PushSubscription)
 class PushSubscriptionAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("user", "endpoint", "created_at")
-    search_fields = ("=user__username",)
+    search_fields = (f"=user__{users.login_field()}",)
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     ordering = ("-id",)

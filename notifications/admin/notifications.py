@@ -22,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from .. import services
+from .. import services, users
 from ..errors import ServiceError
 from ..forms import ComposeForm
 from ..models import Notification
@@ -75,7 +75,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("recipient", "seq", "title", "topic", "level", "created_at", "delivered", "read")
     list_display_links = ("seq", "title")
     list_filter = (DeliveredFilter, ReadFilter, "topic", "level", "created_at")
-    search_fields = ("=recipient__username", "title")  # shown as the search box; see get_search_results
+    search_fields = (f"=recipient__{users.login_field()}", "title")  # shown as the search box; see get_search_results
     search_help_text = "An exact username finds that user's notifications; anything else is looked for in titles."
     date_hierarchy = "created_at"
     # Newest first; every filter has an index ending in (created_at, id): see the migration 0002.
@@ -106,7 +106,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        user_id = get_user_model().objects.filter(username=term).values_list("pk", flat=True).first()
+        user_id = get_user_model()._default_manager.filter(**{users.login_field(): term}).values_list("pk", flat=True).first()
         if user_id is not None:
             return queryset.filter(recipient_id=user_id), False
         return queryset.filter(title__icontains=term), False

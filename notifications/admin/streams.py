@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from .. import presence, selectors
+from .. import presence, selectors, users
 from ..models import UserStream
 from .listing import CheapListMixin
 
@@ -24,7 +24,7 @@ class StreamChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         """One presence snapshot for the page (one Redis read), not one per row."""
         super().get_results(request)
-        connected: dict[int, int] = {}
+        connected: dict[users.UserId, int] = {}
         for report in presence.reports():
             for user_id, count in report.users.items():
                 connected[user_id] = connected.get(user_id, 0) + count
@@ -35,7 +35,7 @@ class StreamChangeList(ChangeList):
 @admin.register(UserStream)
 class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("user", "head_seq", "unread", "delivered_seq", "undelivered", "oldest_undelivered", "connections")
-    search_fields = ("=user__username",)
+    search_fields = (f"=user__{users.login_field()}",)
     list_select_related = ("user",)
     ordering = ("-user_id",)
     fields = (

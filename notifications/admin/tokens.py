@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from .. import auth
+from .. import auth, users
 from ..models import ApiToken, Scope
 from .listing import CheapListMixin
 
@@ -44,7 +44,7 @@ class RevokedFilter(admin.SimpleListFilter):
 class ApiTokenAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("token", "name", "user", "scope_list", "created_at", "last_used_at", "revoked_at")
     list_filter = (RevokedFilter,)
-    search_fields = ("prefix", "name", "=user__username")
+    search_fields = ("prefix", "name", f"=user__{users.login_field()}")
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     ordering = ("-created_at",)

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from .. import users
 from ..models import Subscription, Topic
 from .listing import CheapListMixin, count_per_row
 
@@ -59,7 +60,7 @@ class TopicAdmin(admin.ModelAdmin):
 class SubscriptionAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("user", "topic", "muted", "created_at")
     list_filter = ("muted", "topic")
-    search_fields = ("=user__username", "topic__slug")
+    search_fields = (f"=user__{users.login_field()}", "topic__slug")
     list_select_related = ("user", "topic")
     raw_id_fields = ("user",)  # a select of every user does not render with a million users
     ordering = ("-id",)

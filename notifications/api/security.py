@@ -28,7 +28,7 @@ class Caller:
 
     @property
     def user_id(self) -> int:
-        return int(self.user.pk)
+        return self.user.pk
 
 
 class Unauthenticated(ServiceError):

@@ -9,14 +9,15 @@ from django.utils import timezone
 
 from .. import storage
 from ..models import UserStream
+from ..users import UserId
 
 
-def ack(*, user_id: int, seq: int) -> int:
+def ack(*, user_id: UserId, seq: int) -> int:
     """Cumulative ack: the device holds everything up to seq. Returns how many seqs it delivered first."""
     return ack_many({user_id: seq})
 
 
-def ack_many(acks: Mapping[int, int]) -> int:
+def ack_many(acks: Mapping[UserId, int]) -> int:
     """Cumulative acks of many users, {user_id: seq} (each server process's hub batches them).
 
     Each user's delivered cursor moves up to the ack, never down and never past
@@ -30,7 +31,7 @@ def ack_many(acks: Mapping[int, int]) -> int:
     with transaction.atomic():
         locked = backend.user_in(UserStream.objects.select_for_update(), sorted(acks)).order_by("user_id")
         firsts = 0
-        moved: dict[int, int] = {}
+        moved: dict[UserId, int] = {}
         for user_id, head, delivered in locked.values_list("user_id", "head_seq", "delivered_seq"):
             seq = min(acks[user_id], head)
             if seq > delivered:

@@ -76,7 +76,7 @@ def publish_to_topic(*, topic: Topic, content: Content, idempotency_key: str | N
 
 def publish_to_everyone(*, content: Content, idempotency_key: str | None = None) -> PublishResult:
     """Every active user gets it: the operator's broadcast."""
-    user_ids = list(get_user_model().objects.filter(is_active=True).order_by("id").values_list("id", flat=True))
+    user_ids = list(get_user_model()._default_manager.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
     return publish_many([PublishRequest(user_ids, content, idempotency_key)])[0]
 
 

@@ -34,7 +34,7 @@ def locked_stream(user_id: int) -> UserStream:
 
 def create_streams(user_ids: list[int]) -> None:
     """Streams for users who have none yet; an unknown user fails the publish before anything is written."""
-    known = set(get_user_model().objects.filter(id__in=user_ids).values_list("id", flat=True))
+    known = set(get_user_model()._default_manager.filter(pk__in=user_ids).values_list("pk", flat=True))
     unknown = sorted(set(user_ids) - known)
     if unknown:
         raise ServiceError("unknown_recipient", f"no such user: {', '.join(map(str, unknown[:10]))}", status=404)

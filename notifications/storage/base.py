@@ -8,6 +8,8 @@ from typing import Any, Protocol, TypeVar
 
 from django.db.models import Model, QuerySet
 
+from ..users import UserId
+
 M = TypeVar("M", bound=Model)
 
 
@@ -52,13 +54,13 @@ class Backend(Protocol):
         lock, so it follows seq order). Raises MissingStreams, having written nothing.
         """
 
-    def user_in(self, queryset: QuerySet[M], user_ids: list[int]) -> QuerySet[M]:
+    def user_in(self, queryset: QuerySet[M], user_ids: list[UserId]) -> QuerySet[M]:
         """queryset.filter(user_id__in=user_ids)."""
 
-    def move_delivered(self, moved: dict[int, int], now: datetime) -> None:
+    def move_delivered(self, moved: dict[UserId, int], now: datetime) -> None:
         """Set delivered cursors {user_id: seq}, under locks the caller holds."""
 
-    def replay_frames(self, user_id: int, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
+    def replay_frames(self, user_id: UserId, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
         """(seq, encoded `notification` frame) for unexpired seqs in (since, head_seq], oldest first."""
 
     def estimated_rows(self, model: type[Model]) -> int | None:

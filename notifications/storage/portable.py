@@ -11,6 +11,7 @@ from django.utils import timezone
 from .. import protocol
 from ..frames import COLUMNS, from_columns
 from ..models import Notification, UserStream
+from ..users import UserId
 from .base import M, MissingStreams, NewRow
 
 INSERT_BATCH = 1000
@@ -41,14 +42,14 @@ class PortableBackend:
         for row, n in zip(rows, stored, strict=True):
             row.id = n.pk
 
-    def user_in(self, queryset: QuerySet[M], user_ids: list[int]) -> QuerySet[M]:
+    def user_in(self, queryset: QuerySet[M], user_ids: list[UserId]) -> QuerySet[M]:
         return queryset.filter(user_id__in=user_ids)
 
-    def move_delivered(self, moved: dict[int, int], now: datetime) -> None:
+    def move_delivered(self, moved: dict[UserId, int], now: datetime) -> None:
         for user_id, seq in moved.items():
             UserStream.objects.filter(user_id=user_id).update(delivered_seq=seq, delivered_at=now)
 
-    def replay_frames(self, user_id: int, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
+    def replay_frames(self, user_id: UserId, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
         rows = Notification.objects.filter(recipient_id=user_id, seq__gt=since, seq__lte=head_seq).filter(
             Q(expires_at__isnull=True) | Q(expires_at__gt=now)
         )

@@ -13,6 +13,7 @@ import orjson
 from django.db import connections, transaction
 from django.db.models import Model, QuerySet
 
+from .. import users
 from ..frames import NOTIFICATION_FIELDS
 from ..models import Notification, Topic, UserStream
 from .base import M, MissingStreams, NewRow
@@ -44,7 +45,7 @@ class PostgresBackend:
         conn = transaction.get_connection()
         qn = conn.ops.quote_name
         counts = Counter(row.recipient_id for row in rows)
-        users = sorted(counts)
+        user_ids = sorted(counts)
         columns = [f for f in Notification._meta.concrete_fields if not f.primary_key]
         select: list[str] = []
         scalars: list[Any] = []
@@ -69,27 +70,28 @@ class PostgresBackend:
         sources = ", ".join(f"json_array_elements{'' if kind == 'JSONField' else '_text'}(%s::json)" for kind, _ in arrays)
         names = ", ".join(["recipient", "place", *(f"c{i}" for i in range(2, len(arrays)))])
         streams = qn(UserStream._meta.db_table)
+        user_type = users.db_type(conn)
         sql = f"""
             WITH locked AS MATERIALIZED (
-                SELECT user_id FROM {streams} WHERE user_id = ANY(%s::bigint[]) ORDER BY user_id FOR UPDATE
+                SELECT user_id FROM {streams} WHERE user_id = ANY(%s::{user_type}[]) ORDER BY user_id FOR UPDATE
             ), advanced AS (
                 UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n
-                FROM unnest(%s::bigint[], %s::bigint[]) AS m(user_id, n)
+                FROM unnest(%s::{user_type}[], %s::bigint[]) AS m(user_id, n)
                 WHERE s.user_id = m.user_id AND s.user_id IN (SELECT user_id FROM locked)
                 RETURNING s.user_id, s.head_seq - m.n AS base, clock_timestamp() AS at
             )
             INSERT INTO {qn(Notification._meta.db_table)} ({", ".join(qn(f.column) for f in columns)})
-            SELECT {", ".join(select)} FROM ROWS FROM ({sources}) AS u({names}) JOIN advanced AS a ON a.user_id = u.recipient::bigint
+            SELECT {", ".join(select)} FROM ROWS FROM ({sources}) AS u({names}) JOIN advanced AS a ON a.user_id = u.recipient::{user_type}
             RETURNING {qn(Notification._meta.pk.column)}, recipient_id, seq, (extract(epoch FROM created_at) * 1000000)::bigint
         """
         varying = [orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS).decode() for _, values in arrays]
         with conn.cursor() as cursor:
-            cursor.execute(sql, [users, users, [counts[u] for u in users], *scalars, *varying])
+            cursor.execute(sql, [user_ids, user_ids, [counts[u] for u in user_ids], *scalars, *varying])
             stored = cursor.fetchall()
         if len(stored) != len(rows):
             have = {recipient_id for _, recipient_id, _, _ in stored}
-            raise MissingStreams([u for u in users if u not in have])
-        base: dict[int, int] = {}  # a user's seqs here are base + 1 .. base + count
+            raise MissingStreams([u for u in user_ids if u not in have])
+        base: dict[users.UserId, int] = {}  # a user's seqs here are base + 1 .. base + count
         for _, recipient_id, seq, _ in stored:
             base[recipient_id] = min(base.get(recipient_id, seq), seq - 1)
         by_key = {(recipient_id, seq): (id_, micros) for id_, recipient_id, seq, micros in stored}
@@ -100,22 +102,22 @@ class PostgresBackend:
             row.id, micros = by_key[(row.recipient_id, row.seq)]
             row.created_at = times[micros]
 
-    def user_in(self, queryset: QuerySet[M], user_ids: list[int]) -> QuerySet[M]:
+    def user_in(self, queryset: QuerySet[M], user_ids: list[users.UserId]) -> QuerySet[M]:
         # One array parameter: far cheaper to build and bind than 1,000 placeholders.
-        return queryset.extra(where=["user_id = ANY(%s)"], params=[user_ids])
+        return queryset.extra(where=[f"user_id = ANY(%s::{users.db_type(connections[queryset.db])}[])"], params=[user_ids])
 
-    def move_delivered(self, moved: dict[int, int], now: datetime) -> None:
+    def move_delivered(self, moved: dict[users.UserId, int], now: datetime) -> None:
         if not moved:
             return
         conn = transaction.get_connection()
         with conn.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {conn.ops.quote_name(UserStream._meta.db_table)} AS s SET delivered_seq = m.seq, delivered_at = %s"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS m(user_id, seq) WHERE s.user_id = m.user_id",
+                f" FROM unnest(%s::{users.db_type(conn)}[], %s::bigint[]) AS m(user_id, seq) WHERE s.user_id = m.user_id",
                 [now, list(moved), list(moved.values())],
             )
 
-    def replay_frames(self, user_id: int, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
+    def replay_frames(self, user_id: users.UserId, *, since: int, head_seq: int, limit: int, now: datetime) -> list[tuple[int, str]]:
         conn = connections[Notification.objects.db]
         qn = conn.ops.quote_name
         with conn.cursor() as cursor:

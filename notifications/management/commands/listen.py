@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from notifications import auth
+from notifications import auth, users
 from notifications.client import Listener, ListenerClosed, Notification, ws_url_for
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = get_user_model().objects.filter(username=options["username"], is_active=True).first()
+        user = get_user_model()._default_manager.filter(**{users.login_field(): options["username"], "is_active": True}).first()
         if user is None:
             raise CommandError(f"no active user {options['username']!r}")
         try:
@@ -42,7 +42,7 @@ class Command(BaseCommand):
 
         def on_event(frame: dict[str, Any]) -> None:
             if frame["type"] == "welcome":
-                self._err(f"-- live as {user.username}: head_seq {frame['head_seq']}, unread {frame['unread']}")
+                self._err(f"-- live as {user.get_username()}: head_seq {frame['head_seq']}, unread {frame['unread']}")
             elif frame["type"] == "state" and frame["state"] in {"offline", "connecting"}:
                 self._err(f"-- {frame['state']}")
             elif frame["type"] == "reset":
