@@ -8,12 +8,13 @@ round-trips (finite numbers within 64 bits); `url` follows rules.safe_url.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 import orjson
 from ninja import Schema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from .rules import MAX_READ_IDS, MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
 
@@ -152,6 +153,35 @@ class PublishIn(Strict):
     def _one_audience(self) -> PublishIn:
         if bool(self.users) == bool(self.topic):
             raise ValueError("name either 'users' or a 'topic'")
+        return self
+
+
+class QuietIO(Strict):
+    """Quiet hours, the one rule for them: the API's body and the preferences page (forms.py) both validate here."""
+
+    time_zone: str = Field(default="UTC", max_length=64, description="An IANA zone, e.g. Europe/Paris.")
+    start: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 22:00.")
+    end: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 07:30.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        # The zone says where: an offset as well would be a second, conflicting answer.
+        if value.tzinfo is not None:
+            raise ValueError("a wall-clock time without an offset (the time zone says where)")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError("unknown time zone")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietIO:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
         return self
 
 

@@ -183,7 +183,7 @@ def test_the_preferences_page_saves_and_the_api_reads_it_back(daphne: DaphneServ
     page = log_in(new_context(), daphne, "alice")
     page.get_by_role("link", name="Preferences").click()
     page.get_by_label("email for Deploys").select_option("off")
-    page.get_by_label("webpush for Everything").select_option("on")
+    page.get_by_label("Browser push for Everything").select_option("on")
     page.get_by_label("From").fill("22:00")
     page.get_by_label("to", exact=True).fill("07:30")
     page.get_by_label("Time zone").fill("Europe/Paris")
@@ -191,7 +191,7 @@ def test_the_preferences_page_saves_and_the_api_reads_it_back(daphne: DaphneServ
     expect(page.locator(".messages")).to_have_text("Preferences saved.")
     # The page shows what was stored ...
     expect(page.get_by_label("email for Deploys")).to_have_value("off")
-    expect(page.get_by_label("webpush for Everything")).to_have_value("on")
+    expect(page.get_by_label("Browser push for Everything")).to_have_value("on")
     expect(page.get_by_label("email for Everything")).to_have_value("")
     # ... and the API, with the same session, reads it back.
     response = page.request.get(f"{daphne.url}/api/v1/me/preferences")

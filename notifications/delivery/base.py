@@ -68,6 +68,7 @@ class Item:
     topic: str | None
     created_at: datetime
     category: str = ""  # the one its unsubscribe link turns off: topic:<slug>, else kind:<kind>
+    category_label: str = ""  # what a person reads for it (services.preferences.category_label)
 
 
 @dataclass
@@ -98,10 +99,16 @@ class Backend(Protocol):
 
 def categories(kind: str, topic: str | None) -> list[str]:
     """Every category a notification falls in, most specific first (its topic, its kind's prefixes, then "")."""
-    found = [f"topic:{topic}"] if topic else []
-    parts = kind.split(".")
-    found += [f"kind:{'.'.join(parts[:n])}" for n in range(len(parts), 0, -1)]
-    return [*found, ""]
+    return [f"topic:{topic}", *wider(f"kind:{kind}")] if topic else wider(f"kind:{kind}")
+
+
+def wider(category: str) -> list[str]:
+    """A category and the wider ones it is in, most specific first: "kind:a.b" -> ["kind:a.b", "kind:a", ""]."""
+    prefix, _, name = category.partition(":")
+    if prefix != "kind":
+        return [category, ""] if category else [""]
+    parts = name.split(".")
+    return [*(f"kind:{'.'.join(parts[:n])}" for n in range(len(parts), 0, -1)), ""]
 
 
 def natural_category(kind: str, topic: str | None) -> str:

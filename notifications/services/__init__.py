@@ -9,11 +9,15 @@ from .delivery import ack, ack_many
 from .preferences import (
     Choice,
     Quiet,
+    UnsubscribeLink,
     add_push_subscription,
+    category_labels,
     choices,
+    fallbacks,
     quiet_hours,
     remove_push_subscription,
     set_preferences,
+    unsubscribe_link,
 )
 from .preferences import unsubscribe as unsubscribe_by_token
 from .publish import (
@@ -41,12 +45,15 @@ __all__ = [
     "Quiet",
     "ReadResult",
     "Report",
+    "UnsubscribeLink",
     "ack",
     "ack_many",
     "add_push_subscription",
+    "category_labels",
     "choices",
     "delete_notifications",
     "deliver_due",
+    "fallbacks",
     "mark_read",
     "mark_read_ids",
     "mark_unread",
@@ -64,4 +71,5 @@ __all__ = [
     "topic_request",
     "unsubscribe",
     "unsubscribe_by_token",
+    "unsubscribe_link",
 ]
