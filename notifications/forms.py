@@ -103,9 +103,12 @@ class PreferencesForm(forms.Form):
     def quiet_fields(self) -> list[forms.BoundField]:
         return [self[f] for f in self.QUIET_FIELDS.values()]
 
-    def rows(self) -> list[tuple[str, str, list[forms.BoundField]]]:
-        """(category, label, one select per channel), in the page's order."""
-        return [(c, label, [self[self.select_name(ch, c)] for ch in Channel.values]) for c, label in self.categories]
+    def rows(self) -> list[tuple[str, str, list[tuple[str, forms.BoundField]]]]:
+        """(category, label, [(channel's label, its select)]), in the page's order."""
+        return [
+            (c, label, [(self.CHANNEL_LABELS[Channel(ch)], self[self.select_name(ch, c)]) for ch in Channel.values])
+            for c, label in self.categories
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
