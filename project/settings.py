@@ -240,6 +240,8 @@ AWAY = {
         "fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com",
     ),
     "WORKER_POLL_SECONDS": float(os.environ.get("NOTIFY_WORKER_POLL_SECONDS", "2")),
+    # A round still RUNNING this long is taken as lost wherever its worker was (notifications/tasks.py).
+    "WORKER_LOST_SECONDS": env_int("NOTIFY_WORKER_LOST_SECONDS", 900),
 }
 
 LOGGING = {

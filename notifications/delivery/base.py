@@ -29,6 +29,7 @@ class AwaySettings:
     vapid_subject: str
     push_endpoint_hosts: tuple[str, ...]
     worker_poll_seconds: float
+    worker_lost_seconds: int
 
 
 def get_settings() -> AwaySettings:
@@ -44,6 +45,7 @@ def get_settings() -> AwaySettings:
         vapid_subject=raw.get("VAPID_SUBJECT", "mailto:admin@localhost"),
         push_endpoint_hosts=tuple(h.lower() for h in raw.get("PUSH_ENDPOINT_HOSTS", ())),
         worker_poll_seconds=raw.get("WORKER_POLL_SECONDS", 2.0),
+        worker_lost_seconds=raw.get("WORKER_LOST_SECONDS", 900),
     )
 
 
