@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import time
-from zoneinfo import available_timezones
-
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from . import delivery, selectors, services
-from .models import Channel
+from .forms import PreferencesForm
 
 
 def _uid(request: HttpRequest) -> int:
@@ -27,10 +23,9 @@ def _uid(request: HttpRequest) -> int:
 
 def _categories(user_id: int, choices: list[services.Choice]) -> list[tuple[str, str]]:
     """(category, label): everything, my topics, and any other category I chose before."""
-    found = {"": "Everything", **{f"topic:{t.slug}": t.title for t in selectors.topics_for(user_id) if t.subscribed}}
-    for c in choices:
-        found.setdefault(c.category, c.category)
-    return list(found.items())
+    keys = ["", *(f"topic:{t.slug}" for t in selectors.topics_for(user_id) if t.subscribed)]
+    keys += sorted({c.category for c in choices} - set(keys))
+    return list(services.category_labels(keys).items())
 
 
 @require_http_methods(["GET", "POST"])
@@ -40,57 +35,35 @@ def preferences(request: HttpRequest) -> HttpResponse:
     user_id = _uid(request)
     current = services.choices(user_id=user_id)
     categories = _categories(user_id, current)
+    fallbacks = services.fallbacks(user_id=user_id, categories=[c for c, _ in categories])
+    initial = PreferencesForm.initial_from(current, services.quiet_hours(user_id=user_id))
+    form = PreferencesForm(request.POST or None, initial=initial, categories=categories, fallbacks=fallbacks)
     if request.method == "POST":
-        chosen = [
-            services.Choice(channel, category, value == "on")
-            for category, _ in categories
-            for channel in Channel.values
-            if (value := request.POST.get(f"{channel}|{category}")) in {"on", "off"}
-        ]
-        valid, quiet = _quiet(request)
-        if valid:
-            services.set_preferences(user_id=user_id, choices=chosen, quiet=quiet)
+        if form.is_valid():
+            services.set_preferences(user_id=user_id, choices=form.choices(), quiet=form.cleaned_data["quiet"])
             messages.success(request, "Preferences saved.")
             return redirect("preferences")
-        messages.error(request, "Quiet hours need a known time zone and a start and end time that differ.")
+        messages.error(request, "Nothing was saved: correct the fields marked below.")
     state = selectors.stream_state(user_id)
-    by_key = {(c.channel, c.category): "on" if c.enabled else "off" for c in current}
-    rows = [(category, label, [(ch, by_key.get((ch, category), "")) for ch in Channel.values]) for category, label in categories]
     config = {
         "userId": user_id, "headSeq": state.head_seq, "unread": state.unread, "page": "preferences",
         "urls": {"login": reverse("login"), "pushSubscriptions": "/api/v1/me/push-subscriptions"},
         "vapidPublicKey": delivery.get_settings().vapid_public_key,
     }  # fmt: skip
-    context = {
-        "stream": state,
-        "client_config": config,
-        "rows": rows,
-        "channels": Channel.values,
-        "quiet": services.quiet_hours(user_id=user_id),
-    }
+    context = {"stream": state, "client_config": config, "form": form, "channels": PreferencesForm.CHANNEL_LABELS.values()}
     return render(request, "notifications/preferences.html", context)
-
-
-def _quiet(request: HttpRequest) -> tuple[bool, services.Quiet | None]:
-    """(valid, the posted quiet hours or None for none)."""
-    start, end, zone = (request.POST.get(k, "").strip() for k in ("quiet_start", "quiet_end", "time_zone"))
-    if not start and not end:
-        return True, None
-    try:
-        parsed = services.Quiet(zone or "UTC", time.fromisoformat(start), time.fromisoformat(end))
-    except ValueError:
-        return False, None
-    return parsed.time_zone in available_timezones() and parsed.start != parsed.end, parsed
 
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no session and no CSRF token; the signed token is the proof
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest) -> HttpResponse:
-    """GET shows a confirm button (a link scanner must not unsubscribe anyone); POST turns the email off."""
+    """GET says what will stop and shows a confirm button (a link scanner must not unsubscribe anyone);
+    POST turns the email off. A bad token is 400; a token whose user was deleted since is 410."""
     token = request.GET.get("token", "") or request.POST.get("token", "")
-    if request.method == "GET":
-        return render(request, "notifications/unsubscribe.html", {"token": token, "done": False})
-    categories = services.unsubscribe_by_token(token=token)
-    if categories is None:
-        return render(request, "notifications/unsubscribe.html", {"invalid": True}, status=400)
-    return render(request, "notifications/unsubscribe.html", {"done": True, "categories": categories, "site": settings.DEFAULT_FROM_EMAIL})
+    link = services.unsubscribe_link(token=token) if request.method == "GET" else services.unsubscribe_by_token(token=token)
+    template = "notifications/unsubscribe.html"
+    if link is None:
+        return render(request, template, {"invalid": True}, status=400)
+    if link.user_gone:
+        return render(request, template, {"gone": True}, status=410)
+    return render(request, template, {"token": token, "done": request.method == "POST", "labels": link.labels})

@@ -1,14 +1,17 @@
-"""The compose form, shared by the dashboard's /compose and the admin's Compose page."""
+"""The dashboard's forms: compose (shared with the admin's Compose page) and preferences."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from . import selectors, services
-from .models import Level, Topic
+from .models import Channel, Level, Topic
 from .rules import MAX_URL, UnsafeUrl, safe_url
+from .schemas import QuietIO
 
 
 class ComposeForm(forms.Form):
@@ -58,3 +61,87 @@ class ComposeForm(forms.Form):
         if data["audience"] == "everyone":
             return services.publish_to_everyone(content=content)
         return services.notify(recipient_ids=data["recipient_ids"], content=content)
+
+
+class PreferencesForm(forms.Form):
+    """The preferences page: a select per channel and category (default / on / off), and quiet hours checked
+    by the same rule as the API's (schemas.QuietIO). A field in error keeps what the user typed."""
+
+    CHANNEL_LABELS = {Channel.EMAIL: "Email", Channel.WEBPUSH: "Browser push"}
+    QUIET_FIELDS = {"start": "quiet_start", "end": "quiet_end", "time_zone": "time_zone"}  # QuietIO's field -> the page's
+
+    quiet_start = forms.CharField(required=False, label="From", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    quiet_end = forms.CharField(required=False, label="to", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    time_zone = forms.CharField(
+        required=False, max_length=64, label="Time zone", widget=forms.TextInput(attrs={"placeholder": "e.g. Europe/Paris"})
+    )
+
+    def __init__(self, *args: Any, categories: list[tuple[str, str]], fallbacks: dict[tuple[str, str], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.categories = categories
+        for category, label in categories:
+            for channel in Channel.values:
+                default = "on" if fallbacks[(channel, category)] else "off"
+                self.fields[self.select_name(channel, category)] = forms.ChoiceField(
+                    required=False,
+                    label=f"{self.CHANNEL_LABELS[Channel(channel)]} for {label}",
+                    choices=[("", f"Default ({default})"), ("on", "On"), ("off", "Off")],
+                    widget=forms.Select(attrs={"aria-label": f"{self.CHANNEL_LABELS[Channel(channel)]} for {label}"}),
+                )
+
+    @staticmethod
+    def select_name(channel: str, category: str) -> str:
+        return f"{channel}|{category}"
+
+    @classmethod
+    def initial_from(cls, choices: list[services.Choice], quiet: services.Quiet | None) -> dict[str, Any]:
+        initial: dict[str, Any] = {cls.select_name(c.channel, c.category): "on" if c.enabled else "off" for c in choices}
+        if quiet is not None:
+            initial.update(quiet_start=quiet.start, quiet_end=quiet.end, time_zone=quiet.time_zone)
+        return initial
+
+    def quiet_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in self.QUIET_FIELDS.values()]
+
+    def rows(self) -> list[tuple[str, str, list[tuple[str, forms.BoundField]]]]:
+        """(category, label, [(channel's label, its select)]), in the page's order."""
+        return [
+            (c, label, [(self.CHANNEL_LABELS[Channel(ch)], self[self.select_name(ch, c)]) for ch in Channel.values])
+            for c, label in self.categories
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end, zone = (data.get(f, "").strip() for f in ("quiet_start", "quiet_end", "time_zone"))
+        data["quiet"] = None
+        if not start and not end:
+            if zone:
+                self.add_error("time_zone", "A time zone is kept only with quiet hours: fill in From and to, or clear it.")
+            return data
+        try:
+            quiet = QuietIO.model_validate({"time_zone": zone or "UTC", "start": start, "end": end})
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = self.QUIET_FIELDS.get(str(error["loc"][0]) if error["loc"] else "end", "quiet_end")
+                self.add_error(field, _message(error))
+            return data
+        data["quiet"] = services.Quiet(quiet.time_zone, quiet.start, quiet.end)
+        return data
+
+    def choices(self) -> list[services.Choice]:
+        return [
+            services.Choice(channel, category, value == "on")
+            for category, _ in self.categories
+            for channel in Channel.values
+            if (value := self.cleaned_data.get(self.select_name(channel, category))) in {"on", "off"}
+        ]
+
+
+def _message(error: ErrorDetails) -> str:
+    """A pydantic error as a person reads it beside a field."""
+    if error["type"].startswith("time"):
+        return "Enter a time such as 22:00."
+    if error["type"] == "value_error":
+        text = str(error.get("ctx", {}).get("error", error["msg"]))
+        return f"{text[:1].upper()}{text[1:]}."
+    return error["msg"]

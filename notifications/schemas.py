@@ -8,12 +8,13 @@ round-trips (finite numbers within 64 bits); `url` follows rules.safe_url.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 import orjson
 from ninja import Schema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from .rules import MAX_READ_IDS, MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
 
@@ -110,6 +111,15 @@ Id = Annotated[StrictInt, Field(ge=1, le=MAX_SEQ)]  # strict: `true` is not user
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_storable)]
 Data = Annotated[dict[str, Any], AfterValidator(_bounded_data)]
+
+
+def _known_zone(value: str) -> str:
+    if value not in available_timezones():
+        raise ValueError("unknown time zone")
+    return value
+
+
+TimeZone = Annotated[str, Field(max_length=64, description="An IANA zone, e.g. Europe/Paris."), AfterValidator(_known_zone)]
 Locale = Annotated[str, Field(max_length=35, pattern=r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]  # BCP 47, e.g. fr-CA
 Expiry = Annotated[datetime | None, AfterValidator(_future)]
 Level = Literal["info", "success", "warning", "error"]
@@ -153,6 +163,28 @@ class PublishIn(Strict):
     def _one_audience(self) -> PublishIn:
         if bool(self.users) == bool(self.topic):
             raise ValueError("name either 'users' or a 'topic'")
+        return self
+
+
+class QuietIO(Strict):
+    """Quiet hours, the one rule for them: the API's body and the preferences page (forms.py) both validate here."""
+
+    time_zone: TimeZone = "UTC"
+    start: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 22:00.")
+    end: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 07:30.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        # The zone says where: an offset as well would be a second, conflicting answer.
+        if value.tzinfo is not None:
+            raise ValueError("a wall-clock time without an offset (the time zone says where)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietIO:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
         return self
 
 

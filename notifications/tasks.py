@@ -3,13 +3,25 @@
 One `deliver_due` task per channel is ever waiting: each run does a round of
 due work found by query (services/away.py) and enqueues the next, at once when
 there was more, else after the poll interval. The publish path enqueues nothing.
+
+django-tasks-db has no notion of a lost worker: a worker killed mid-round leaves
+its row RUNNING for ever, and as each round enqueues the next, that channel's
+chain stops with it. `recover_lost` (run by `manage.py worker` on start and
+every few seconds) marks such a row failed through the library's own
+`set_failed` and enqueues the channel's next round, so the work is retried once.
+That retry sends nothing twice: a killed round's sends were never recorded, and
+its user locks went with its database connection (services/away.py).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import socket
+from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
@@ -17,6 +29,10 @@ from . import delivery, services
 
 QUEUE = "away"
 KEEP_RESULTS = timedelta(hours=1)
+
+
+class WorkerLost(Exception):
+    """What a lost round's row records as its failure: its worker stopped without finishing it."""
 
 
 @task(queue_name=QUEUE)
@@ -43,3 +59,51 @@ def schedule(channel: str, *, delay_seconds: float) -> None:
     if any(a.get("args") == [channel] for a in waiting):
         return
     deliver_due.using(run_after=timezone.now() + timedelta(seconds=delay_seconds)).enqueue(channel)
+
+
+def new_worker_id() -> str:
+    """A worker's id in the rows it runs: host and pid, so a worker on the same host can tell when it is gone
+    (django-tasks-db allows 64 characters)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(12)}"
+
+
+def recover_lost(*, me: str, now: datetime | None = None) -> int:
+    """Fail each RUNNING row of our queue whose worker is gone, and enqueue its channel's next round.
+
+    Gone: a worker on this host whose process no longer exists (or whose pid is now `me`'s, after a
+    container restart), or any row that has been running for WORKER_LOST_SECONDS, wherever it ran."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=delivery.get_settings().worker_lost_seconds)
+    lost = 0
+    with transaction.atomic():
+        for row in DBTaskResult.objects.running().filter(queue_name=QUEUE).select_for_update(skip_locked=True):
+            if not _lost(row, me=me, cutoff=cutoff):
+                continue
+            row.set_failed(WorkerLost(f"worker {row.worker_ids[-1] if row.worker_ids else '?'} stopped mid-round"))
+            if row.task_path == _PATH:
+                schedule(*row.args_kwargs["args"], delay_seconds=0)
+            lost += 1
+    return lost
+
+
+def _lost(row: DBTaskResult, *, me: str, cutoff: datetime) -> bool:
+    if row.started_at is None or row.started_at < cutoff:
+        return True
+    worker = row.worker_ids[-1] if row.worker_ids else ""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != me.partition(":")[0] or not pid.isdigit():
+        return False  # another host's: only the age bound can tell
+    if int(pid) == os.getpid():
+        return worker != me
+    return not _process_exists(int(pid))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: no signal, only the check
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process has that pid now
+    return True

@@ -256,6 +256,8 @@ AWAY = {
     # Users served at once in a push round, and requests at once for one user's subscriptions.
     "PUSH_CONCURRENCY": env_int("NOTIFY_PUSH_CONCURRENCY", 8),
     "WORKER_POLL_SECONDS": float(os.environ.get("NOTIFY_WORKER_POLL_SECONDS", "2")),
+    # A round still RUNNING this long is taken as lost wherever its worker was (notifications/tasks.py).
+    "WORKER_LOST_SECONDS": env_int("NOTIFY_WORKER_LOST_SECONDS", 900),
 }
 
 LOGGING = {

@@ -4,16 +4,16 @@ one-click unsubscribe (RFC 8058), SMTP down and back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from notifications import services
-from notifications.models import AwayDelivery, Channel, ChannelPreference, Topic
+from notifications.models import AwayDelivery, Channel, ChannelPreference, Notification, Topic
 from tests.away import SmtpServer, away_settings, text_of, use_smtp
 from tests.conftest import free_port
 
@@ -137,3 +137,48 @@ def test_smtp_down_is_retried_later_and_sent_once_when_it_returns(make_user: Any
         assert [m["Subject"] for m in server.messages] == ["while the mail server is down"]
     finally:
         server.stop()
+
+
+def test_the_digest_and_the_unsubscribe_pages_name_categories_in_words(smtp: SmtpServer, make_user: Any) -> None:
+    alice = make_user("alice", email="alice@example.com")
+    deploys = Topic.objects.create(slug="deploys", title="Production deploys")
+    send(alice, "a message")
+    send(alice, "deployed", topic_id=deploys.id)
+    emailed()
+    text = text_of(smtp.messages[0])
+    assert "Stop emails about Message notifications:" in text and "Stop emails about Production deploys:" in text
+    assert "kind:" not in text and "topic:" not in text
+    link = next(line for line in text.splitlines() if line.startswith("Stop emails about Message notifications:"))
+    url = urlsplit(link.split(": ", 1)[1])
+    confirm = Client().get(f"{url.path}?{url.query}").content.decode()
+    assert 'id="unsubscribe-what">Message notifications<' in confirm, "the confirm page says what will stop"
+    done = Client().post(url.path, {"token": parse_qs(url.query)["token"][0]})
+    assert "no more email about Message notifications." in done.content.decode()
+
+
+def test_the_unsubscribe_link_of_a_deleted_user_says_it_no_longer_applies(smtp: SmtpServer, make_user: Any) -> None:
+    alice = make_user("alice", email="alice@example.com")
+    send(alice, "build failed", kind="build.failed")
+    emailed()
+    url = urlsplit("".join(str(smtp.messages[0]["List-Unsubscribe"]).split()).strip("<>"))
+    alice.delete()
+    client = Client()
+    for response in (
+        client.get(f"{url.path}?{url.query}"),
+        client.post(f"{url.path}?{url.query}", "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"),
+    ):
+        assert response.status_code == 410
+        assert "no longer applies" in response.content.decode()
+    assert not ChannelPreference.objects.exists()
+
+
+def test_quiet_hours_ending_in_the_repeated_autumn_hour_hold_mail_until_then(smtp: SmtpServer, make_user: Any) -> None:
+    alice = make_user("alice", email="alice@example.com")
+    services.set_preferences(user_id=alice.id, choices=[], quiet=services.Quiet("Europe/Paris", time(1), time(2, 30)))
+    send(alice, "at night")
+    second_pass = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET, the clock's second time through 02:xx
+    Notification.objects.update(created_at=second_pass - timedelta(minutes=5))
+    services.deliver_due(channel=Channel.EMAIL, now=second_pass)
+    assert smtp.messages == [], "held: the quiet hours end at 02:30 CET"
+    services.deliver_due(channel=Channel.EMAIL, now=datetime(2026, 10, 25, 1, 31, tzinfo=UTC))
+    assert [m["Subject"] for m in smtp.messages] == ["at night"]

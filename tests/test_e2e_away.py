@@ -11,6 +11,7 @@ Fixtures and helpers come from test_e2e_browser. Nothing sleeps: every wait has 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -183,7 +184,7 @@ def test_the_preferences_page_saves_and_the_api_reads_it_back(daphne: DaphneServ
     page = log_in(new_context(), daphne, "alice")
     page.get_by_role("link", name="Preferences").click()
     page.get_by_label("email for Deploys").select_option("off")
-    page.get_by_label("webpush for Everything").select_option("on")
+    page.get_by_label("Browser push for Everything").select_option("on")
     page.get_by_label("From").fill("22:00")
     page.get_by_label("to", exact=True).fill("07:30")
     page.get_by_label("Time zone").fill("Europe/Paris")
@@ -191,7 +192,7 @@ def test_the_preferences_page_saves_and_the_api_reads_it_back(daphne: DaphneServ
     expect(page.locator(".messages")).to_have_text("Preferences saved.")
     # The page shows what was stored ...
     expect(page.get_by_label("email for Deploys")).to_have_value("off")
-    expect(page.get_by_label("webpush for Everything")).to_have_value("on")
+    expect(page.get_by_label("Browser push for Everything")).to_have_value("on")
     expect(page.get_by_label("email for Everything")).to_have_value("")
     # ... and the API, with the same session, reads it back.
     response = page.request.get(f"{daphne.url}/api/v1/me/preferences")
@@ -237,3 +238,68 @@ def test_a_service_worker_that_cannot_be_registered_is_said_not_swallowed(
     expect(page.locator("#push-status")).to_contain_text("push unavailable: Failed to register a ServiceWorker")
     assert errors == []
     assert page.evaluate("navigator.serviceWorker.getRegistrations().then((r) => r.length)") == 0
+
+
+# Each select's chosen label, measured in the select's own font, against the room the select gives it.
+CUT_SELECTS = """() => [...document.querySelectorAll('#preferences-form select')].flatMap((s) => {
+  const style = getComputedStyle(s);
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const text = s.options[s.selectedIndex].text;
+  const room = s.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;  // 16: the arrow
+  const box = s.getBoundingClientRect();
+  return ctx.measureText(text).width > room || box.right > window.innerWidth ? [`${s.name}: ${text}`] : [];
+})"""
+
+
+def save_screenshot(page: Page, name: str) -> None:
+    """Into test-artifacts/, and into docs/screenshots/ when UPDATE_DOCS_SCREENSHOTS is set (as the inbox's)."""
+    page.evaluate("document.activeElement.blur()")
+    e2e.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(e2e.SCREENSHOTS / name), full_page=True)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+        page.screenshot(path=str(e2e.DOCS_SCREENSHOT.parent / name), full_page=True)
+
+
+def test_at_390px_every_preference_select_shows_its_whole_label(daphne: DaphneServer, new_context: Callable[[], BrowserContext]) -> None:
+    create_user("alice")
+    create_topic("deploys", "Production deploys")
+    subscribe("alice", "deploys")
+    context = new_context()
+    page = log_in(context, daphne, "alice")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{daphne.url}/preferences/")
+    page.get_by_label("Email for Production deploys").select_option("off")
+    expect(page.get_by_label("Browser push for Everything")).to_have_value("")
+    assert page.locator("#preferences-form select").count() == 4
+    assert page.evaluate(CUT_SELECTS) == [], "a select is cut or off the screen"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing scrolls sideways"
+    expect(page.locator("tr[data-category='topic:deploys'] td").first).to_contain_text("Off")
+    save_screenshot(page, "preferences-390.png")
+
+
+def test_an_error_shows_beside_its_field_and_keeps_every_input(daphne: DaphneServer, new_context: Callable[[], BrowserContext]) -> None:
+    create_user("alice")
+    create_topic("deploys", "Production deploys")
+    subscribe("alice", "deploys")
+    page = log_in(new_context(), daphne, "alice")
+    page.goto(f"{daphne.url}/preferences/")
+    page.get_by_label("Email for Production deploys").select_option("off")
+    page.get_by_label("Browser push for Everything").select_option("on")
+    page.get_by_label("From").fill("22:00")
+    page.get_by_label("to", exact=True).fill("07:30")
+    page.get_by_label("Time zone").fill("Mars/Olympus")
+    page.get_by_role("button", name="Save preferences").click()
+
+    expect(page.locator(".messages")).to_have_text("Nothing was saved: correct the fields marked below.")
+    zone = page.locator("[data-field-name='time_zone']")
+    expect(zone.locator(".field-errors")).to_have_text("Unknown time zone.")
+    expect(zone.locator("input")).to_have_value("Mars/Olympus")
+    expect(page.get_by_label("From")).to_have_value("22:00")
+    expect(page.get_by_label("to", exact=True)).to_have_value("07:30")
+    expect(page.get_by_label("Email for Production deploys")).to_have_value("off")
+    expect(page.get_by_label("Browser push for Everything")).to_have_value("on")
+    # Beside its field: the error's box is right under the time zone's input, inside the same field.
+    field, error = zone.locator("input").bounding_box(), zone.locator(".field-errors").bounding_box()
+    assert field and error and 0 <= error["y"] - (field["y"] + field["height"]) < 30 and abs(error["x"] - field["x"]) < 5
+    save_screenshot(page, "preferences-error.png")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -106,3 +107,99 @@ def test_killed_twice_mid_batch_every_due_email_and_push_goes_exactly_once(
     pushes = Counter(r["payload"]["id"] for r in push.received)
     assert len(pushes) == USERS * PER_USER and set(pushes.values()) == {1}
     assert push.errors == []
+
+
+def rounds(status: str) -> list[Any]:
+    from django_tasks_db.models import DBTaskResult
+
+    return list(DBTaskResult.objects.filter(queue_name="away", status=status))
+
+
+def held_round() -> Any:
+    """The RUNNING email round (the one whose send the SMTP server holds)."""
+    [row] = [r for r in rounds("RUNNING") if r.args_kwargs["args"] == ["email"]]
+    return row
+
+
+def test_a_worker_killed_mid_round_is_recovered_by_a_running_worker_and_by_a_new_one(
+    transactional_db: None, make_user: Any, parts: tuple[SmtpServer, PushService, dict[str, str]]
+) -> None:
+    smtp, _, env = parts
+    env = {**env, "NOTIFY_WORKER_LOST_SECONDS": "3600"}  # only "its process is gone" can recover within the test
+    first = [make_user(f"a{i}", email=f"a{i}@example.com") for i in range(3)]
+    second = [make_user(f"b{i}", email=f"b{i}@example.com") for i in range(3)]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def worker(*extra: str) -> subprocess.Popen[bytes]:
+        log = (ROOT / "test-artifacts" / "worker.log").open("ab")
+        command = [sys.executable, "manage.py", "worker", "--interval", "0.05", "--channels", "email", *extra]
+        procs.append(subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log))
+        return procs[-1]
+
+    def hold_and_kill_the_holder(users: list[Any]) -> Any:
+        smtp.inbox.holding.clear()
+        smtp.inbox.hold = threading.Event()
+        services.notify(recipient_ids=[u.id for u in users], content=services.Content(title="hello"))
+        wait_for(smtp.inbox.holding.is_set, "a digest held unaccepted")
+        row = held_round()
+        pid = int(row.worker_ids[-1].split(":")[1])
+        holder = next(p for p in procs if p.pid == pid)
+        holder.kill()  # SIGKILL, mid-round: its row stays RUNNING
+        holder.wait(10)
+        release, smtp.inbox.hold = smtp.inbox.hold, None
+        release.set()
+        return row
+
+    try:
+        # 1. While a worker runs, another one dies mid-round: the live one's periodic look recovers it.
+        worker("--recover-interval", "0.2")
+        lost = hold_and_kill_the_holder(first)
+        survivor = worker("--recover-interval", "0.2")
+        wait_for(lambda: all(r.id != lost.id for r in rounds("RUNNING")), "the lost round recovered by the running worker")
+        wait_for(lambda: len(smtp.messages) >= 3, "the first users' digests")
+        # 2. The only worker dies mid-round: a new one recovers it on start (its periodic look is far off).
+        assert survivor.poll() is None
+        lost_again = hold_and_kill_the_holder(second)
+        assert lost_again.id in {r.id for r in rounds("RUNNING")}
+        worker("--recover-interval", "3600")
+        wait_for(lambda: all(r.id != lost_again.id for r in rounds("RUNNING")), "the lost round recovered on start")
+        wait_for(lambda: len(smtp.messages) >= 6, "the second users' digests")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+    failed = {r.id: r for r in rounds("FAILED")}
+    assert {lost.id, lost_again.id} <= set(failed)
+    assert failed[lost.id].exception_class_path == "notifications.tasks.WorkerLost"
+    assert Counter(m["To"] for m in smtp.messages) == Counter(u.email for u in first + second), "each digest once"
+
+
+@pytest.mark.django_db
+def test_recover_lost_goes_by_the_process_on_this_host_and_by_age_elsewhere() -> None:
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    from notifications import tasks
+
+    me = tasks.new_worker_id()
+    host = me.split(":")[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+
+    def running(worker: str, *, minutes_ago: float = 0) -> Any:
+        row = DBTaskResult.objects.get(id=tasks.deliver_due.enqueue("email").id)
+        row.claim(worker)
+        DBTaskResult.objects.filter(id=row.id).update(started_at=timezone.now() - timedelta(minutes=minutes_ago))
+        return row.id
+
+    alive_here = running(me)
+    gone_here = running(f"{host}:{dead.pid}:x")
+    elsewhere_recent = running("other-host:1:x", minutes_ago=5)
+    elsewhere_old = running("other-host:1:y", minutes_ago=16)
+
+    assert tasks.recover_lost(me=me) == 2
+    status = dict(DBTaskResult.objects.values_list("id", "status"))
+    assert status[alive_here] == status[elsewhere_recent] == "RUNNING"
+    assert status[gone_here] == status[elsewhere_old] == "FAILED"
+    assert DBTaskResult.objects.filter(status="READY").count() == 1, "one next round for the channel"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
 from typing import Annotated
-from zoneinfo import available_timezones
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
@@ -14,7 +12,7 @@ from .. import delivery, services
 from ..delivery.subscription import auth_key, endpoint_refusal, p256dh_key
 from ..errors import NotFound, ServiceError
 from ..models import Channel
-from ..schemas import ERRORS, Strict
+from ..schemas import ERRORS, QuietIO, Strict
 from .security import caller
 
 router = Router(tags=["me"])  # auth: the API default, READ
@@ -28,33 +26,6 @@ class ChoiceIO(Strict):
     channel: Channel
     category: str = Field(default="", pattern=CATEGORY_PATTERN, description="'' for everything, 'topic:<slug>' or 'kind:<prefix>'.")
     enabled: bool
-
-
-class QuietIO(Strict):
-    time_zone: str = Field(default="UTC", max_length=64, description="An IANA zone, e.g. Europe/Paris.")
-    start: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 22:00.")
-    end: time = Field(description="A wall-clock time in time_zone, without an offset, e.g. 07:30.")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _wall_clock(cls, value: time) -> time:
-        # The zone says where: an offset as well would be a second, conflicting answer.
-        if value.tzinfo is not None:
-            raise ValueError("a wall-clock time without an offset: the zone is time_zone")
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        if value not in available_timezones():
-            raise ValueError("unknown time zone")
-        return value
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> QuietIO:
-        if self.start == self.end:
-            raise ValueError("start and end must differ")
-        return self
 
 
 class PreferencesIO(Strict):

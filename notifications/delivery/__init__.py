@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..models import Channel
-from .base import AwaySettings, Backend, Item, Outcome, Recipient, categories, get_settings, natural_category
+from .base import AwaySettings, Backend, Item, Outcome, Recipient, categories, get_settings, natural_category, wider
 from .email import EmailBackend
 from .webpush import WebPushBackend
 
 BACKENDS: dict[str, Backend] = {Channel.EMAIL: EmailBackend(), Channel.WEBPUSH: WebPushBackend()}
 
-__all__ = ["BACKENDS", "AwaySettings", "Backend", "Item", "Outcome", "Recipient", "categories", "get_settings", "natural_category"]
+__all__ = ["BACKENDS", "AwaySettings", "Backend", "Item", "Outcome", "Recipient", "categories", "get_settings", "natural_category", "wider"]

@@ -32,6 +32,7 @@ class AwaySettings:
     push_timeout_seconds: float
     push_concurrency: int
     worker_poll_seconds: float
+    worker_lost_seconds: int
 
 
 def get_settings() -> AwaySettings:
@@ -50,6 +51,7 @@ def get_settings() -> AwaySettings:
         push_timeout_seconds=raw.get("PUSH_TIMEOUT_SECONDS", 10.0),
         push_concurrency=raw.get("PUSH_CONCURRENCY", 8),
         worker_poll_seconds=raw.get("WORKER_POLL_SECONDS", 2.0),
+        worker_lost_seconds=raw.get("WORKER_LOST_SECONDS", 900),
     )
 
 
@@ -74,6 +76,7 @@ class Item:
     topic: str | None
     created_at: datetime
     category: str = ""  # the one its unsubscribe link turns off: topic:<slug>, else kind:<kind>
+    category_label: str = ""  # what a person reads for it (services.preferences.category_label)
 
 
 @dataclass
@@ -107,10 +110,16 @@ class Backend(Protocol):
 
 def categories(kind: str, topic: str | None) -> list[str]:
     """Every category a notification falls in, most specific first (its topic, its kind's prefixes, then "")."""
-    found = [f"topic:{topic}"] if topic else []
-    parts = kind.split(".")
-    found += [f"kind:{'.'.join(parts[:n])}" for n in range(len(parts), 0, -1)]
-    return [*found, ""]
+    return [f"topic:{topic}", *wider(f"kind:{kind}")] if topic else wider(f"kind:{kind}")
+
+
+def wider(category: str) -> list[str]:
+    """A category and the wider ones it is in, most specific first: "kind:a.b" -> ["kind:a.b", "kind:a", ""]."""
+    prefix, _, name = category.partition(":")
+    if prefix != "kind":
+        return [category, ""] if category else [""]
+    parts = name.split(".")
+    return [*(f"kind:{'.'.join(parts[:n])}" for n in range(len(parts), 0, -1)), ""]
 
 
 def natural_category(kind: str, topic: str | None) -> str:

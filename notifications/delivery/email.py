@@ -56,7 +56,8 @@ def build_digest(*, recipient: Recipient, items: list[Item], config: AwaySetting
     newest_first = sorted(items, key=lambda i: i.seq, reverse=True)
     categories = sorted({i.category for i in items})
     everything = unsubscribe_url(config, unsubscribe_token(user_id=recipient.id, categories=categories))
-    per_category = {c: unsubscribe_url(config, unsubscribe_token(user_id=recipient.id, categories=[c])) for c in categories}
+    labels = {i.category: i.category_label or i.category for i in items}
+    per_category = {labels[c]: unsubscribe_url(config, unsubscribe_token(user_id=recipient.id, categories=[c])) for c in categories}
     context = {
         "recipient": recipient,
         "items": [{"item": i, "link": _link(config, i.url)} for i in newest_first],
@@ -65,7 +66,7 @@ def build_digest(*, recipient: Recipient, items: list[Item], config: AwaySetting
         "inbox_url": f"{config.public_url}{reverse('inbox')}",
         "preferences_url": f"{config.public_url}{reverse('preferences')}",
         "unsubscribe_url": everything,
-        "category_links": sorted(per_category.items()),
+        "category_links": sorted(per_category.items()),  # (label, link)
     }
     subject = " ".join(render_to_string("notifications/email/digest_subject.txt", context).split())
     message = EmailMultiAlternatives(

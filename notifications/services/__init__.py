@@ -9,11 +9,15 @@ from .delivery import ack, ack_many
 from .preferences import (
     Choice,
     Quiet,
+    UnsubscribeLink,
     add_push_subscription,
+    category_labels,
     choices,
+    fallbacks,
     quiet_hours,
     remove_push_subscription,
     set_preferences,
+    unsubscribe_link,
 )
 from .preferences import unsubscribe as unsubscribe_by_token
 from .publish import (
@@ -43,14 +47,17 @@ __all__ = [
     "Quiet",
     "ReadResult",
     "Report",
+    "UnsubscribeLink",
     "UserFields",
     "ack",
     "ack_many",
     "add_push_subscription",
+    "category_labels",
     "choices",
     "delete_notifications",
     "delete_user",
     "deliver_due",
+    "fallbacks",
     "get_user",
     "mark_read",
     "mark_read_ids",
@@ -70,4 +77,5 @@ __all__ = [
     "topic_request",
     "unsubscribe",
     "unsubscribe_by_token",
+    "unsubscribe_link",
 ]

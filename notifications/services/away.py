@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from .. import delivery, selectors
 from ..models import AwayDelivery, ChannelCursor, Notification, UserStream
-from .preferences import Policy, min_delay, policy
+from .preferences import Policy, category_label, min_delay, policy
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def _triage(
             waits[n.seq] = ready_at
             continue
         category = delivery.natural_category(n.kind, topic)
-        due.append(delivery.Item(n.id, n.seq, n.title, n.body, n.url, n.level, n.kind, topic, n.created_at, category))
+        label = category_label(category, topic_titles={n.topic.slug: n.topic.title} if n.topic else {})
+        due.append(delivery.Item(n.id, n.seq, n.title, n.body, n.url, n.level, n.kind, topic, n.created_at, category, label))
     if backend.digest and due and cursor.last_sent_at:
         # One digest per window: what is due now waits for the window's end, and goes in one message.
         window_end = cursor.last_sent_at + timedelta(seconds=config.email_digest_seconds)

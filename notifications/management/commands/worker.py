@@ -1,18 +1,26 @@
 """`python manage.py worker`: send the away channels' due work (email digests, Web Push).
 
 django-tasks' database worker runs the rounds (notifications/tasks.py); this
-makes sure each channel has its round waiting first. Several may run at once.
+first recovers the rounds of workers that died mid-round, makes sure each channel
+has its round waiting, and keeps recovering lost rounds every --recover-interval
+seconds while it runs. Several may run at once.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, connections
 
 from notifications import tasks
 from notifications.models import Channel
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -21,8 +29,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks at an empty queue")
         parser.add_argument("--channels", default=",".join(Channel.values), help="comma-separated channels to start rounds for")
+        parser.add_argument("--recover-interval", type=float, default=30.0, help="seconds between looks for rounds of lost workers")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        me = tasks.new_worker_id()
+        tasks.recover_lost(me=me)
         for channel in options["channels"].split(","):
             tasks.schedule(Channel(channel.strip()), delay_seconds=0)
-        call_command("db_worker", queue_name=tasks.QUEUE, interval=options["interval"], reload=False, startup_delay=False)
+        # A thread, as db_worker's loop has no hook to run anything between tasks; a daemon one,
+        # so it ends with the process however db_worker stops.
+        threading.Thread(target=_recover_every, args=(me, options["recover_interval"]), name="recover-lost", daemon=True).start()
+        call_command("db_worker", queue_name=tasks.QUEUE, interval=options["interval"], reload=False, startup_delay=False, worker_id=me)
+
+
+def _recover_every(me: str, seconds: float) -> None:
+    while True:
+        time.sleep(seconds)  # a timer, not a wait for an event
+        try:
+            tasks.recover_lost(me=me)
+        except DatabaseError:
+            log.warning("could not look for lost rounds; trying again in %s s", seconds, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's: a database restart must not leave it a dead one
