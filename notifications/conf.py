@@ -6,6 +6,18 @@ from django.conf import settings
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """HTTP abuse limits, each a django-ratelimit rate ("600/m") or None for none (notifications/rate_limits.py)."""
+
+    publish: str | None
+    tickets: str | None
+    me: str | None
+    api_address: str | None
+    login_address: str | None
+    login_username: str | None
+
+
+@dataclass(frozen=True)
 class NotificationSettings:
     heartbeat_seconds: int
     replay_page_size: int
@@ -18,6 +30,8 @@ class NotificationSettings:
     drain_seconds: float
     max_connecting: int
     ticket_seconds: int
+    rate_limits: RateLimits
+    trusted_proxies: int
 
 
 def redis_url() -> str:
@@ -39,4 +53,13 @@ def get() -> NotificationSettings:
         drain_seconds=raw.get("DRAIN_SECONDS", 3.0),
         max_connecting=raw.get("MAX_CONNECTING", 64),
         ticket_seconds=raw.get("TICKET_SECONDS", 60),
+        rate_limits=RateLimits(
+            publish=raw.get("RATE_PUBLISH", "600/m"),
+            tickets=raw.get("RATE_TICKETS", "60/m"),
+            me=raw.get("RATE_ME", "600/m"),
+            api_address=raw.get("RATE_API_ADDRESS", "3000/m"),
+            login_address=raw.get("RATE_LOGIN_ADDRESS", "10/m"),
+            login_username=raw.get("RATE_LOGIN_USERNAME", "10/m"),
+        ),
+        trusted_proxies=raw.get("TRUSTED_PROXIES", 0),
     )

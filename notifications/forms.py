@@ -1,12 +1,14 @@
-"""The compose form, shared by the dashboard's /compose and the admin's Compose page."""
+"""The compose form, shared by the dashboard's /compose and the admin's Compose page; the rate-limited login forms."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 
-from . import selectors, services
+from . import rate_limits, selectors, services
 from .models import Level, Topic
 from .rules import MAX_URL, UnsafeUrl, safe_url
 
@@ -58,3 +60,23 @@ class ComposeForm(forms.Form):
         if data["audience"] == "everyone":
             return services.publish_to_everyone(content=content)
         return services.notify(recipient_ids=data["recipient_ids"], content=content)
+
+
+class RateLimitedLogin(AuthenticationForm):
+    """Django's login form, refusing an attempt over the login limits before the password is checked.
+
+    `retry_after` is set when it refused, for the view's 429 and Retry-After.
+    """
+
+    retry_after: int | None = None
+
+    def clean(self) -> dict[str, Any]:
+        assert self.request is not None  # LoginView always passes it
+        self.retry_after = rate_limits.login_attempt(self.request, str(self.data.get("username", "")))
+        if self.retry_after is not None:
+            raise forms.ValidationError(f"Too many login attempts. Try again in {self.retry_after} seconds.", code="rate_limited")
+        return super().clean()
+
+
+class RateLimitedAdminLogin(RateLimitedLogin, AdminAuthenticationForm):
+    """The admin's login form (staff only), under the same limits and counts as the dashboard's."""

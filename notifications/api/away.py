@@ -15,9 +15,10 @@ from ..delivery.webpush import endpoint_allowed
 from ..errors import NotFound, ServiceError
 from ..models import Channel
 from ..schemas import ERRORS, Strict
+from . import limits
 from .security import caller
 
-router = Router(tags=["me"])  # auth: the API default, READ
+router = Router(tags=["me"], throttle=limits.ME)  # auth: the API default, READ
 
 CATEGORY_PATTERN = r"^(|topic:[-a-zA-Z0-9_]{1,64}|kind:[-a-zA-Z0-9_.:]{1,64})$"
 Key = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[-A-Za-z0-9_=]+$")]
