@@ -2,14 +2,15 @@
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
-from .api import api
+from .api import api, limited_per_address
 from .api.health import healthz, json_errors, metrics, not_found, readyz
 
 _api_patterns, _app_name, _namespace = api.urls
 # ninja builds its 405 before any of its hooks run: wrap its views for the JSON body (docs/decisions/0009).
+# The per-address limit goes before ninja's authentication, which its throttles follow (docs/decisions/0013).
 for _pattern in _api_patterns:
     if isinstance(_pattern, URLPattern):
-        _pattern.callback = json_errors(_pattern.callback)
+        _pattern.callback = json_errors(limited_per_address(_pattern.callback))
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("api/v1/", include((_api_patterns, _app_name), namespace=_namespace)),

@@ -6,6 +6,18 @@ from django.conf import settings
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """HTTP abuse limits, each a django-ratelimit rate ("600/m") or None for none (notifications/rate_limits.py)."""
+
+    publish: str | None
+    tickets: str | None
+    me: str | None
+    api_address: str | None
+    login_address: str | None
+    login_username: str | None
+
+
+@dataclass(frozen=True)
 class NotificationSettings:
     heartbeat_seconds: int
     replay_page_size: int
@@ -20,6 +32,8 @@ class NotificationSettings:
     ticket_seconds: int
     connection_secret: str  # signs the JWTs an app's backend gives its browsers (connection_tokens.py)
     allowed_origins: tuple[str, ...]  # an app's origins that may open sockets with those and call the API (CORS)
+    rate_limits: RateLimits
+    trusted_proxies: int
 
 
 def redis_url() -> str:
@@ -43,6 +57,15 @@ def get() -> NotificationSettings:
         ticket_seconds=raw.get("TICKET_SECONDS", 60),
         connection_secret=raw.get("CONNECTION_SECRET", ""),
         allowed_origins=tuple(raw.get("ALLOWED_ORIGINS", ())),
+        rate_limits=RateLimits(
+            publish=raw.get("RATE_PUBLISH", "600/m"),
+            tickets=raw.get("RATE_TICKETS", "60/m"),
+            me=raw.get("RATE_ME", "600/m"),
+            api_address=raw.get("RATE_API_ADDRESS", "3000/m"),
+            login_address=raw.get("RATE_LOGIN_ADDRESS", "10/m"),
+            login_username=raw.get("RATE_LOGIN_USERNAME", "10/m"),
+        ),
+        trusted_proxies=raw.get("TRUSTED_PROXIES", 0),
     )
 
 

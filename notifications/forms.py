@@ -1,14 +1,16 @@
-"""The dashboard's forms: compose (shared with the admin's Compose page) and preferences."""
+"""The dashboard's forms: compose (shared with the admin's Compose page), preferences, and the rate-limited login forms."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from . import selectors, services
+from . import rate_limits, selectors, services
 from .models import Channel, Level, Topic
 from .rules import MAX_URL, UnsafeUrl, safe_url
 from .schemas import QuietIO
@@ -145,3 +147,23 @@ def _message(error: ErrorDetails) -> str:
         text = str(error.get("ctx", {}).get("error", error["msg"]))
         return f"{text[:1].upper()}{text[1:]}."
     return error["msg"]
+
+
+class RateLimitedLogin(AuthenticationForm):
+    """Django's login form, refusing an attempt over the login limits before the password is checked.
+
+    `retry_after` is set when it refused, for the view's 429 and Retry-After.
+    """
+
+    retry_after: int | None = None
+
+    def clean(self) -> dict[str, Any]:
+        assert self.request is not None  # LoginView always passes it
+        self.retry_after = rate_limits.login_attempt(self.request, str(self.data.get("username", "")))
+        if self.retry_after is not None:
+            raise forms.ValidationError(f"Too many login attempts. Try again in {self.retry_after} seconds.", code="rate_limited")
+        return super().clean()
+
+
+class RateLimitedAdminLogin(RateLimitedLogin, AdminAuthenticationForm):
+    """The admin's login form (staff only), under the same limits and counts as the dashboard's."""

@@ -230,7 +230,7 @@ class ErrorOut(Schema):
     fields: dict[str, str] = Field(default_factory=dict, description="Field path -> what is wrong with it.")
 
 
-ERRORS = {frozenset({400, 401, 403, 404, 413, 422}): ErrorOut}  # every operation's error answers, for OpenAPI
+ERRORS = {frozenset({400, 401, 403, 404, 413, 422, 429}): ErrorOut}  # every operation's error answers, for OpenAPI
 
 
 # The publish answers are built from plain values, so they are plain pydantic too (see Strict).

@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import frames, ops, protocol, rules, selectors, services
 from .errors import ServiceError
-from .forms import ComposeForm
+from .forms import ComposeForm, RateLimitedLogin
 from .models import Notification
 
 PAGE_SIZE = 50
@@ -89,6 +90,21 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 # --- pages -------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page under the login limits: a refused attempt is a 429 with Retry-After, the form shown again."""
+
+    form_class = RateLimitedLogin
+    template_name = "notifications/login.html"
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: RateLimitedLogin) -> HttpResponse:  # type: ignore[override]
+        response = super().form_invalid(form)
+        if form.retry_after is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.retry_after)
+        return response
 
 
 @require_GET

@@ -6,6 +6,7 @@ production shape (PostgreSQL + Redis, many daphne processes).
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,20 @@ def env_bool(name: str, default: bool) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+# django-ratelimit's rate syntax: a count per period, the period an optional number and s, m, h or d ("600/m", "100/5m").
+_RATE = re.compile(r"\d+/\d*[smhd]")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A rate limit such as "600/m"; "off" turns it off (None)."""
+    value = os.environ.get(name, "").strip() or default
+    if value.lower() == "off":
+        return None
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must be a count per period such as 600/m or 100/5m, or off: got {value!r}.")
+    return value
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -164,6 +179,27 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
 
+# The cache holds the HTTP rate-limit counters (notifications/rate_limits.py): in Redis they are
+# shared by every process; in local memory they are the embedded default's one process's own.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Apart from the channel layer's keys (CHANNEL_PREFIX) on the same Redis.
+            "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "cache"),
+            # A limit is not worth a request: a Redis that does not answer soon lets it through.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# django-ratelimit (not in INSTALLED_APPS: its system check calls the embedded default's local
+# memory an error, though that is one process, and warns on Django's own RedisCache, whose INCR
+# is atomic; docs/decisions/0013). A cache that fails lets the request through.
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_FAIL_OPEN = True
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -203,6 +239,15 @@ NOTIFICATIONS = {
     # secret, and its pages on these origins open sockets and call the API with them.
     "CONNECTION_SECRET": os.environ.get("NOTIFY_CONNECTION_SECRET", ""),
     "ALLOWED_ORIGINS": env_list("NOTIFY_ALLOWED_ORIGINS", ""),
+    # HTTP abuse limits (docs/api.md, "Rate limits"): far above what a dashboard or a publishing backend does.
+    "RATE_PUBLISH": env_rate("NOTIFY_RATE_PUBLISH", "600/m"),  # per token (or staff session)
+    "RATE_TICKETS": env_rate("NOTIFY_RATE_TICKETS", "60/m"),  # per user
+    "RATE_ME": env_rate("NOTIFY_RATE_ME", "600/m"),  # per user: /me/*, /topics
+    "RATE_API_ADDRESS": env_rate("NOTIFY_RATE_API_ADDRESS", "3000/m"),  # per client address, any /api/v1/ request
+    "RATE_LOGIN_ADDRESS": env_rate("NOTIFY_RATE_LOGIN_ADDRESS", "10/m"),  # login attempts per client address
+    "RATE_LOGIN_USERNAME": env_rate("NOTIFY_RATE_LOGIN_USERNAME", "10/m"),  # login attempts per username
+    # How many proxies in front set X-Forwarded-For (docker-compose's nginx: 1). 0: the client is REMOTE_ADDR.
+    "TRUSTED_PROXIES": env_int("NOTIFY_TRUSTED_PROXIES", 0),
 }
 if NOTIFICATIONS["CONNECTION_SECRET"] and len(str(NOTIFICATIONS["CONNECTION_SECRET"])) < 32:
     raise ImproperlyConfigured("NOTIFY_CONNECTION_SECRET must be at least 32 characters (RFC 7518 wants 256 bits for HS256).")

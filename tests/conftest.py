@@ -48,6 +48,15 @@ def fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def cache_prefix(settings: Any) -> str:
+    """Each test counts its rate limits from zero, apart from other tests and runs on the same Redis
+    (clearing the cache would flush the whole Redis database, others' keys too). Also given to daphne_factory's servers."""
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    settings.CACHES = {name: {**cache, "KEY_PREFIX": prefix} for name, cache in settings.CACHES.items()}
+    return prefix
+
+
 @pytest.fixture
 async def close_thread_connections() -> AsyncIterator[None]:
     """For tests that reach the ORM through sync_to_async: its one shared thread keeps a connection,
@@ -119,6 +128,7 @@ class DaphneServer:
             **os.environ,
             "DATABASE_URL": database_url(),
             "CHANNEL_PREFIX": self.prefix,
+            "CACHE_PREFIX": self.prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "NOTIFY_HEARTBEAT_SECONDS": "2",
             **self.extra_env,
@@ -167,11 +177,11 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne_factory(channel_prefix: str, transactional_db: None) -> Iterator[Any]:
+def daphne_factory(channel_prefix: str, cache_prefix: str, transactional_db: None) -> Iterator[Any]:
     servers: list[DaphneServer] = []
 
     def start(**env: str) -> DaphneServer:
-        server = DaphneServer(channel_prefix, env).start()
+        server = DaphneServer(channel_prefix, {"CACHE_PREFIX": cache_prefix, **env}).start()
         servers.append(server)
         return server
 

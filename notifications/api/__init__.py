@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import orjson
@@ -18,10 +20,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 
-from .. import availability
+from .. import availability, conf, rate_limits
 from ..errors import ServiceError
 from ..middleware import unavailable_response
 from ..schemas import fits_64_bits
@@ -77,6 +79,26 @@ def error_response(request: HttpRequest, status: int, code: str, message: str, f
     return response
 
 
+def rate_limited(request: HttpRequest, retry_after: int) -> HttpResponse:
+    response = error_response(request, 429, "rate_limited", rate_limits.message(retry_after))
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def limited_per_address(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Every /api/v1/ request counts against its client address's limit before anything is done for it: a bad token too."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        address = rate_limits.client_address(request)
+        retry_after = rate_limits.hit(request, group="api_address", key=address, rate=conf.get().rate_limits.api_address)
+        if retry_after is not None:
+            return rate_limited(request, retry_after)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     # ninja's locations: ("body", "payload", "title"), ("query", "limit"), ("header", "Idempotency-Key")
     # Union members add their type as a location part ("constrained-int"): not a field.
@@ -106,6 +128,11 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
     return error_response(request, 401, "unauthenticated", "send 'Authorization: Bearer <token>' or log in")
 
 
+def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    # From the per-caller throttles (limits.py), which always say how long to wait.
+    return rate_limited(request, math.ceil(exc.wait or 1))
+
+
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
     return error_response(request, exc.status_code, code, exc.message)
@@ -133,6 +160,7 @@ _HANDLERS: dict[type[Exception], Callable[[HttpRequest, Any], HttpResponse]] = {
     ValidationError: _validation_error,
     ServiceError: _service_error,
     AuthenticationError: _unauthenticated,
+    Throttled: _throttled,
     HttpError: _http_error,
     Http404: _not_found,
     RequestDataTooBig: _too_big,
@@ -142,4 +170,4 @@ _HANDLERS: dict[type[Exception], Callable[[HttpRequest, Any], HttpResponse]] = {
 for _exc, _handler in _HANDLERS.items():
     api.add_exception_handler(_exc, _handler)
 
-__all__ = ["api", "error_response"]
+__all__ = ["api", "error_response", "limited_per_address"]

@@ -13,9 +13,10 @@ from ..delivery.subscription import auth_key, endpoint_refusal, p256dh_key
 from ..errors import NotFound, ServiceError
 from ..models import Channel
 from ..schemas import ERRORS, QuietIO, Strict
+from . import limits
 from .security import caller
 
-router = Router(tags=["me"])  # auth: the API default, READ
+router = Router(tags=["me"], throttle=limits.ME)  # auth: the API default, READ
 
 CATEGORY_PATTERN = r"^(|topic:[-a-zA-Z0-9_]{1,64}|kind:[-a-zA-Z0-9_.:]{1,64})$"
 # Printable ASCII: a NUL or a control character is a clear 422 here, not a database error.

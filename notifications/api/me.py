@@ -26,9 +26,10 @@ from ..schemas import (
     TopicOut,
     UnreadOut,
 )
+from . import limits
 from .security import caller
 
-router = Router(tags=["me"])  # auth: the API default, READ
+router = Router(tags=["me"], throttle=limits.ME)  # auth: the API default, READ
 
 
 class InboxQuery(Schema):
@@ -97,7 +98,7 @@ def unsubscribe(request: HttpRequest, topic: Annotated[str, Path(pattern=SLUG_PA
     return Status(204, None)
 
 
-@router.post("/ws-ticket", response={201: TicketOut, **ERRORS})
+@router.post("/ws-ticket", response={201: TicketOut, **ERRORS}, throttle=limits.TICKETS)
 def ws_ticket(request: HttpRequest) -> Status[TicketOut]:
     """A single-use ticket for `/ws/notifications/?ticket=…`, for a browser on another origin."""
     found = caller(request)

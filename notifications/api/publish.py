@@ -20,9 +20,10 @@ from .. import selectors, services
 from ..errors import NotFound
 from ..models import Scope
 from ..schemas import ERRORS, IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, PublishIn, PublishOut
+from . import limits
 from .security import PUBLISH, Caller, Forbidden, caller
 
-router = Router(tags=["publish"])
+router = Router(tags=["publish"], throttle=limits.PUBLISH)
 
 IdempotencyKey = Annotated[
     str | None,
