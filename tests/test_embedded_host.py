@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,12 @@ pytestmark = [pytest.mark.server]
 class Host:
     dir: Path
     python: Path
+    database: str  # a PostgreSQL database of its own when the suite runs on PostgreSQL, else "" (SQLite)
 
     def env(self, settings: str = "host.settings") -> dict[str, str]:
         # Nothing of this repo's own environment: not its settings, not its source on the path.
-        return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "DJANGO_SETTINGS_MODULE": settings}
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "DJANGO_SETTINGS_MODULE": settings}
+        return env | ({"HOST_DATABASE_NAME": self.database} if self.database else {})
 
     def manage(self, *args: str, settings: str = "host.settings", check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -58,7 +61,23 @@ def run(*cmd: str | Path, cwd: Path | None = None) -> None:
 
 
 @pytest.fixture(scope="session")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
+def host_database() -> Iterator[str]:
+    """On PostgreSQL (as in CI), a database for the host alone, dropped at the end; else "" and the host uses SQLite."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        yield ""
+        return
+    import psycopg
+
+    name = f"embedded_host_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory: pytest.TempPathFactory, host_database: str) -> Host:
     """Wheel, venv, startproject, the team's files, migrate: once per session (it costs seconds)."""
     base = tmp_path_factory.mktemp("embedded")
     # The wheel, as `pip wheel .` builds it; built from a copy, so the work tree gets no build/ left behind.
@@ -84,7 +103,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
         shutil.copy(FILES / name, project / "host" / name)
     with (project / "host" / "settings.py").open("a") as settings:
         settings.write((FILES / "settings_tail.py").read_text())
-    made = Host(project, python)
+    made = Host(project, python, host_database)
     made.manage("makemigrations", "shop")
     made.manage("migrate", "--noinput")
     made.manage("shell", "-c", f"from shop.models import User; User.objects.create_user({EMAIL!r}, {PASSWORD!r})")
