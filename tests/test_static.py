@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+from typing import Any
 
 import pytest
 
@@ -38,3 +39,29 @@ def test_a_raw_path_out_of_the_static_roots_is_404_with_no_traceback(daphne: Dap
     daphne.stop()  # everything it logged is in the file
     log = daphne.log.read_bytes()[logged_before:].decode()
     assert "Traceback" not in log and "SuspiciousFileOperation" not in log, log
+
+
+def test_a_static_path_with_a_trailing_slash_is_404(daphne: DaphneServer) -> None:
+    assert get(daphne, "/static/notifications/client.js/")[0] == 404
+    assert get(daphne, "/static/notifications/")[0] == 404
+
+
+def test_the_modules_carry_cors_for_an_apps_origin_and_no_other(daphne_factory: Any) -> None:
+    """An app's page on NOTIFY_ALLOWED_ORIGINS loads widget.js and the modules it imports as module scripts."""
+    app = "http://127.0.0.1:9"
+    server = daphne_factory(NOTIFY_ALLOWED_ORIGINS=app)
+    for name in ("widget.js", "client.js", "links.js"):
+        assert cors_origin(server, f"/static/notifications/{name}", app) == app
+    assert cors_origin(server, "/static/notifications/widget.js", "http://evil.example") is None
+
+
+def cors_origin(server: DaphneServer, path: str, origin: str) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Origin": origin})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, path
+        return response.getheader("Access-Control-Allow-Origin")
+    finally:
+        conn.close()
