@@ -92,7 +92,28 @@ function setupHeader() {
     const spoken = look === "reconnecting" ? "Connection lost, reconnecting" : label;
     if (status.textContent !== spoken) status.textContent = spoken;
     renderLoginHint(indicator, reason === "unauthenticated");
+    // Waiting out a backoff, or offline: the user may know better than the timer.
+    renderRetry(indicator, state === State.OFFLINE && !NO_RETRY_REASONS.has(reason));
   });
+}
+
+// Offline for good, until a new login or page: retrying would not help.
+const NO_RETRY_REASONS = new Set(["unauthenticated", "forbidden", "closed", "closed by the page"]);
+
+function renderRetry(indicator, show) {
+  let button = document.getElementById("retry-now");
+  if (!show) {
+    button?.remove();
+    return;
+  }
+  if (button) return;
+  button = document.createElement("button");
+  button.id = "retry-now";
+  button.type = "button";
+  button.className = "link-button";
+  button.textContent = "Retry now";
+  button.addEventListener("click", () => client.reconnectNow());
+  indicator.after(button);
 }
 
 function renderLoginHint(indicator, show) {
@@ -240,8 +261,8 @@ function setupInbox() {
   client.on("state", ({ state }) => {
     list.setAttribute("aria-busy", state === State.SYNCING ? "true" : "false");
   });
-  client.on("synced", async ({ replayed, reconnect }) => {
-    if (replayed > 0) {
+  client.on("synced", async ({ replayed, reconnect, outage }) => {
+    if (outage && replayed > 0) {
       showNotice(`Restored ${replayed} missed notification${replayed === 1 ? "" : "s"}.`);
     }
     if (reconnect && !readStateSeen) {
