@@ -276,12 +276,14 @@ def test_reading_in_one_tab_updates_the_badge_in_the_other(
     two = context.new_page()
     two.goto(f"{daphne.url}/inbox/")
     expect_live(two)
+    expect(two.get_by_role("button", name="Mark all read")).to_be_disabled()
 
     api.publish("first", users=[alice])
     api.publish("second", users=[alice])
     for page in (one, two):
         expect_titles(page, ["second", "first"])
         expect(badge(page)).to_have_text("2")
+        expect(page.get_by_role("button", name="Mark all read")).to_be_enabled()
 
     # From the keyboard: focus the button, press Enter.
     one.locator("#notification-list > li.item").nth(1).get_by_role("button", name=re.compile("^Mark read")).focus()
@@ -294,6 +296,10 @@ def test_reading_in_one_tab_updates_the_badge_in_the_other(
     expect(badge(two)).to_have_text("0")
     expect(items(two).nth(0)).to_have_attribute("data-read", "true")
     expect(badge(one)).to_have_text("0")
+    # Nothing left to mark: the button steps back, on both tabs.
+    for page in (one, two):
+        expect(page.get_by_role("button", name="Mark all read")).to_be_disabled()
+        expect(page.get_by_role("button", name="Mark all read")).to_have_class(re.compile(r"\bsecondary\b"))
 
 
 @pytest.mark.server
@@ -523,6 +529,33 @@ def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable
     expect(figures).to_have_attribute("data-polls", re.compile(r"^[1-9]"))
     # This page's own socket is counted once the node has reported it (every few seconds).
     expect(figures.locator("[data-figure=connections]")).not_to_have_text("0", timeout=20_000)
+
+
+@pytest.mark.server
+def test_a_staff_header_fits_a_390_px_phone(daphne: DaphneServer, api: Api, browser: Browser) -> None:
+    boss = create_user("boss", staff=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    try:
+        page = log_in(context, daphne, "boss")
+        api.publish("Build #1042 passed", users=[boss], body="main is green.", level="success")
+        expect_titles(page, ["Build #1042 passed"])
+        for path in ["/inbox/", "/topics/", "/compose/", "/ops/", "/preferences/"]:
+            page.goto(f"{daphne.url}{path}")
+            expect_live(page)
+            width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width == [390, 390], (path, width)
+            for name in ["Inbox", "Topics", "Preferences", "Compose", "Ops"]:
+                box = page.get_by_role("navigation", name="Main").get_by_role("link", name=name).bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (path, name, box)
+        page.goto(f"{daphne.url}/inbox/")
+        expect_live(page)
+        page.evaluate("document.activeElement.blur()")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "nav-390.png"))
+        if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+            page.screenshot(path=str(DOCS_SCREENSHOT.parent / "nav-390.png"))
+    finally:
+        context.close()
 
 
 @pytest.mark.server

@@ -223,3 +223,25 @@ def test_push_rate_from_successive_node_reports() -> None:
     assert rate.update([presence.NodeReport("a", 105.0, 1, 100)]) == 10
     assert rate.update([presence.NodeReport("a", 110.0, 1, 0), presence.NodeReport("b", 110.0, 1, 7)]) == 0
     assert rate.update([presence.NodeReport("b", 112.0, 1, 27)]) == 10
+
+
+def test_mark_all_read_is_the_main_action_only_with_something_unread(client: Client, user: Any) -> None:
+    logged_in(client, user)
+    button = re.compile(r'<button type="submit" id="read-all" class="([^"]*)"( disabled)?>Mark all read</button>')
+    match = button.search(client.get("/inbox/").content.decode())
+    assert match and match.groups() == ("button secondary", " disabled")
+    send(user)
+    match = button.search(client.get("/inbox/").content.decode())
+    assert match and match.groups() == ("button", None)
+
+
+def test_every_page_has_an_icon_and_favicon_ico_leads_to_it(client: Client, user: Any) -> None:
+    html = logged_in(client, user).get("/inbox/").content.decode()
+    assert '<link rel="icon" href="/static/notifications/favicon.svg" type="image/svg+xml">' in html
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/notifications/favicon.svg"
+
+
+def test_compose_labels_the_url_field_as_a_link(client: Client, make_user: Any) -> None:
+    html = logged_in(client, make_user("boss", is_staff=True)).get("/compose/").content.decode()
+    assert re.search(r"<label[^>]*>Link \(URL\)", html) and ">Url<" not in html and ">Url:<" not in html

@@ -65,6 +65,7 @@ function setupHeader() {
     badge.dataset.count = String(unread);
   };
   client.on("unreadcount", ({ unread }) => showUnread(unread));
+  client.on("unreadcount", ({ unread }) => showReadAll(unread));
 
   let wasLive = false;
   client.on("state", ({ state, retryIn, reason }) => {
@@ -128,6 +129,14 @@ function renderLoginHint(indicator, show) {
   link.href = `${config.urls.login}?next=${encodeURIComponent(location.pathname + location.search)}`;
   link.textContent = "Log in again";
   indicator.after(link);
+}
+
+/** "Mark all read" is the inbox's main action only while there is something to mark. */
+function showReadAll(unread) {
+  const button = document.getElementById("read-all");
+  if (!button) return;
+  button.disabled = unread === 0;
+  button.classList.toggle("secondary", unread === 0);
 }
 
 // --- inbox -------------------------------------------------------------------------------
@@ -335,7 +344,7 @@ function setupInbox() {
     } catch {
       readAll.submit();
     } finally {
-      button.disabled = false;
+      showReadAll(client.unread);
     }
   });
 
