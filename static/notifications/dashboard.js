@@ -383,6 +383,7 @@ function setupOps() {
   const updated = document.getElementById("ops-updated");
   if (!figures) return;
   const format = (name, value) => {
+    if (name === "worker_last_finished_age_s") return value === null ? "never" : `${value} s ago`;
     if (value === null || value === undefined) return "—";
     if (name === "oldest_unacked_age_s") return `${value} s`;
     return String(value);
@@ -392,7 +393,7 @@ function setupOps() {
       const response = await fetch(figures.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
-      for (const dd of figures.querySelectorAll("[data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure]);
+      for (const dd of document.querySelectorAll("dl.figures [data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure]);
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       figures.dataset.polls = String(Number(figures.dataset.polls || 0) + 1);
     } catch {
