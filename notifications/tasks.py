@@ -7,6 +7,7 @@ there was more, else after the poll interval. The publish path enqueues nothing.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.utils import timezone
@@ -15,6 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from . import delivery, services
 
+log = logging.getLogger(__name__)
 QUEUE = "away"
 KEEP_RESULTS = timedelta(hours=1)
 
@@ -22,6 +24,9 @@ KEEP_RESULTS = timedelta(hours=1)
 @task(queue_name=QUEUE)
 def deliver_due(channel: str) -> dict[str, int]:
     report = services.deliver_due(channel=channel)
+    # Idle rounds (every poll interval, per channel) stay out of an INFO log.
+    level = logging.INFO if report.sent or report.failures else logging.DEBUG
+    log.log(level, "away round on %s: %d user(s), %d sent, %d failed", channel, report.users, report.sent, report.failures)
     schedule(channel, delay_seconds=0 if report.more else delivery.get_settings().worker_poll_seconds)
     # Each round leaves a result row; the finished ones of an hour ago are of no more use.
     DBTaskResult.objects.filter(task_path=_PATH, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()

@@ -2,17 +2,36 @@
 
 django-tasks' database worker runs the rounds (notifications/tasks.py); this
 makes sure each channel has its round waiting first. Several may run at once.
+
+A round runs every NOTIFY_WORKER_POLL_SECONDS per channel, and django-tasks logs the
+start and the end of every task at INFO: an idle worker would log two lines a second.
+Those go to DEBUG here; a round that sent or failed something logs itself (tasks.py).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from notifications import tasks
 from notifications.models import Channel
+
+log = logging.getLogger(__name__)
+CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
+
+
+class _TaskRunsAtDebug(logging.Filter):
+    """django-tasks' per-task INFO lines ("Task id=… state=RUNNING/SUCCESSFUL"), demoted to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 class Command(BaseCommand):
@@ -23,6 +42,12 @@ class Command(BaseCommand):
         parser.add_argument("--channels", default=",".join(Channel.values), help="comma-separated channels to start rounds for")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("django_tasks").addFilter(_TaskRunsAtDebug())
+        if settings.EMAIL_BACKEND == CONSOLE_EMAIL:
+            log.warning(
+                "EMAIL_URL is not set: email digests are PRINTED TO THIS LOG, NOT SENT. "
+                "Set EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://, smtps://) to send them."
+            )
         for channel in options["channels"].split(","):
             tasks.schedule(Channel(channel.strip()), delay_seconds=0)
         call_command("db_worker", queue_name=tasks.QUEUE, interval=options["interval"], reload=False, startup_delay=False)
