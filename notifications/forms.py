@@ -24,7 +24,9 @@ class ComposeForm(forms.Form):
     topic = forms.ModelChoiceField(queryset=Topic.objects.order_by("slug"), required=False, to_field_name="slug")
     title = forms.CharField(max_length=200)
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=4000)
-    url = forms.CharField(required=False, max_length=MAX_URL, help_text="http(s) URL or a path starting with a single /")
+    url = forms.CharField(
+        required=False, max_length=MAX_URL, label="Link (URL)", help_text="http(s) URL or a path starting with a single /"
+    )
     level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
 
     def clean_url(self) -> str:

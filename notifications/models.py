@@ -56,7 +56,7 @@ class Subscription(models.Model):
         indexes = [models.Index(fields=["user"], name="subscription_user")]
 
     def __str__(self) -> str:
-        return f"{self.user_id} -> {self.topic_id}"
+        return f"{self.user} -> {self.topic}"
 
 
 class Notification(models.Model):
@@ -101,7 +101,7 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.seq} to {self.recipient_id}: {self.title}"
+        return f"#{self.seq} to {self.recipient}: {self.title}"
 
 
 class Scope(models.TextChoices):
@@ -188,7 +188,7 @@ class ChannelPreference(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "channel", "category"], name="channelpreference_unique")]
 
     def __str__(self) -> str:
-        return f"{self.user_id} {self.channel} {self.category or '*'}: {'on' if self.enabled else 'off'}"
+        return f"{self.user} {self.channel} {self.category or '*'}: {'on' if self.enabled else 'off'}"
 
 
 class UserProfile(models.Model):
@@ -211,8 +211,11 @@ class QuietHours(models.Model):
     start = models.TimeField()
     end = models.TimeField()
 
+    class Meta:
+        verbose_name_plural = "quiet hours"
+
     def __str__(self) -> str:
-        return f"quiet {self.start}-{self.end} {self.time_zone} for {self.user_id}"
+        return f"quiet {self.start}-{self.end} {self.time_zone} for {self.user}"
 
 
 class PushSubscription(models.Model):
@@ -228,7 +231,7 @@ class PushSubscription(models.Model):
         indexes = [models.Index(fields=["user"], name="pushsubscription_user")]
 
     def __str__(self) -> str:
-        return f"push for {self.user_id}: {self.endpoint[:60]}"
+        return f"push for {self.user}: {self.endpoint[:60]}"
 
 
 class ChannelCursor(models.Model):
@@ -266,6 +269,7 @@ class AwayDelivery(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["notification", "channel"], name="awaydelivery_unique")]
+        verbose_name_plural = "away deliveries"
 
     def __str__(self) -> str:
         return f"{self.channel} {self.state} {self.notification_id}"

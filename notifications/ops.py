@@ -2,7 +2,8 @@
 
 Connections and pushes come from the presence reports every server process
 writes (presence.py); notifications from the database on an indexed column
-(created_at), unacked ones from the per-user delivered cursors.
+(created_at), unacked ones from the per-user delivered cursors, the away-channel
+worker's from the task engine's table (selectors.worker_status).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Snapshot:
     pushes_sent_total: int
     unacked: int
     oldest_unacked_age_s: float | None
+    worker_due: int
+    worker_running: int
+    worker_last_finished_age_s: float | None
+    worker_failed_last_hour: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +96,8 @@ def snapshot() -> Snapshot:
     reports = presence.reports()
     now = timezone.now()
     count, age = unacked(now)
+    worker = selectors.worker_status(now=now)
+    finished = worker.last_finished_at
     return Snapshot(
         at=time.time(),
         nodes=len(reports),
@@ -100,4 +107,8 @@ def snapshot() -> Snapshot:
         pushes_sent_total=sum(r.pushes_sent for r in reports),
         unacked=count,
         oldest_unacked_age_s=round(age, 1) if age is not None else None,
+        worker_due=worker.due,
+        worker_running=worker.running,
+        worker_last_finished_age_s=round((now - finished).total_seconds(), 1) if finished else None,
+        worker_failed_last_hour=worker.failed_last_hour,
     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from . import protocol, storage, users
-from .models import ChannelCursor, Notification, Subscription, Topic, UserStream
+from .models import AwayDelivery, ChannelCursor, Notification, Subscription, Topic, UserStream
 
 
 @dataclass(frozen=True)
@@ -231,3 +233,31 @@ def away_candidates(*, channel: str, streams: QuerySet[UserStream], cutoff: date
         .order_by("first_at")
     )
     return list(rows.values_list("user_id", flat=True)[:limit])
+
+
+def away_deliveries(notification_id: int) -> list[AwayDelivery]:
+    """Where a notification went besides the inbox (email, Web Push), or was decided against."""
+    return list(AwayDelivery.objects.filter(notification_id=notification_id).order_by("at", "channel"))
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """The away-channel workers as the task engine's own table (django-tasks' database backend) shows them."""
+
+    due: int  # tasks past their run_after, not yet claimed: workers that keep up hold this near 0
+    running: int
+    last_finished_at: datetime | None  # None: no worker has finished a task (in the hour the results are kept)
+    failed_last_hour: int
+
+
+def worker_status(*, now: datetime | None = None) -> WorkerStatus:
+    now = now or timezone.now()
+    ready = Q(status=TaskResultStatus.READY) & (Q(run_after=get_date_max()) | Q(run_after__lte=now))
+    failed = Q(status=TaskResultStatus.FAILED, finished_at__gte=now - timedelta(hours=1))
+    agg = DBTaskResult.objects.aggregate(
+        due=Count("pk", filter=ready),
+        running=Count("pk", filter=Q(status=TaskResultStatus.RUNNING)),
+        last=Max("finished_at"),
+        failed=Count("pk", filter=failed),
+    )
+    return WorkerStatus(due=agg["due"], running=agg["running"], last_finished_at=agg["last"], failed_last_hour=agg["failed"])

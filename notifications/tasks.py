@@ -15,6 +15,7 @@ its user locks went with its database connection (services/away.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from django_tasks_db.models import DBTaskResult
 
 from . import delivery, services
 
+log = logging.getLogger(__name__)
 QUEUE = "away"
 KEEP_RESULTS = timedelta(hours=1)
 
@@ -41,6 +43,9 @@ def deliver_due(channel: str) -> dict[str, int]:
     try:
         report = services.deliver_due(channel=channel)
         more = report.more
+        # Idle rounds (every poll interval, per channel) stay out of an INFO log.
+        level = logging.INFO if report.sent or report.failures else logging.DEBUG
+        log.log(level, "away round on %s: %d user(s), %d sent, %d failed", channel, report.users, report.sent, report.failures)
     finally:
         # The next round comes even after one that failed: a failure must not end the channel for everyone.
         schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)

@@ -260,9 +260,13 @@ CORS_ALLOW_CREDENTIALS = False
 
 # Away channels: email digests and Web Push (docs/channels.md), run by `manage.py worker`.
 def email_settings(url: str) -> dict[str, Any]:
-    """EMAIL_URL as Django's EMAIL_* settings: smtp://user:pass@host:587 (STARTTLS with smtp+tls://, TLS with smtps://)."""
+    """EMAIL_URL as Django's EMAIL_* settings: smtp://user:pass@host:587 (STARTTLS with smtp+tls://, TLS with smtps://).
+
+    Unset: the console backend, digests printed to the worker's log (it says so when it starts).
+    Not SMTP to localhost:25, which in a container is the container itself: nothing listens, every digest fails.
+    """
     if not url:
-        return {"EMAIL_BACKEND": "django.core.mail.backends." + ("console" if DEBUG else "smtp") + ".EmailBackend"}
+        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
     parts = urlsplit(url)
     if parts.scheme not in {"smtp", "smtp+tls", "smtps", "smtp+ssl"}:
         raise ImproperlyConfigured("EMAIL_URL must be smtp://, smtp+tls:// or smtps://")

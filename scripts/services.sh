@@ -62,6 +62,9 @@ ensure_venv() {
     [ -x .venv/bin/python ] || { echo "==> creating .venv"; "$py" -m venv .venv; }
     local stamp=".venv/.installed-$(basename "$req")"
     local want; want=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
+    # requirements-dev.txt includes the runtime: a venv set up for the tests serves scripts/run too.
+    local dev=".venv/.installed-requirements-dev.txt"
+    if [ -f "$dev" ] && [ "$(cat "$dev")" = "$want" ]; then return 0; fi
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "==> installing $req into .venv"
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null

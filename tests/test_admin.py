@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from datetime import time as clock
 from typing import Any
 
 import orjson
@@ -22,7 +24,17 @@ from websockets.sync.client import ClientConnection, connect
 
 from notifications import auth, presence, selectors, services, storage
 from notifications.admin import listing
-from notifications.models import ApiToken, Notification, Subscription, Topic, UserStream
+from notifications.models import (
+    ApiToken,
+    AwayDelivery,
+    Channel,
+    ChannelPreference,
+    Notification,
+    QuietHours,
+    Subscription,
+    Topic,
+    UserStream,
+)  # fmt: skip
 from tests.helpers import unread_rows
 
 CHANGELIST = "admin:notifications_notification_changelist"
@@ -64,7 +76,12 @@ def console(make_user: Any) -> dict[str, Any]:
     subscription = Subscription.objects.create(user=alice, topic=topic)
     ids = publish([alice.id, bob.id], "deployed v2", topic_id=topic.id)
     token = auth.issue_token(user=alice, scopes=["publish"], name="ci").token
-    return {"alice": alice, "bob": bob, "topic": topic, "subscription": subscription, "ids": ids, "token": token}
+    preference = ChannelPreference.objects.create(user=alice, channel=Channel.EMAIL, category="deploys", enabled=False)
+    QuietHours.objects.create(user=alice, start=clock(22), end=clock(7), time_zone="Europe/Paris")
+    AwayDelivery.objects.create(notification_id=ids[1], channel=Channel.EMAIL, state=AwayDelivery.State.SENT, at=timezone.now())
+    return {
+        "alice": alice, "bob": bob, "topic": topic, "subscription": subscription, "ids": ids, "token": token, "preference": preference,
+    }  # fmt: skip
 
 
 def admin_pages(c: dict[str, Any]) -> list[str]:
@@ -107,6 +124,11 @@ def admin_pages(c: dict[str, Any]) -> list[str]:
         reverse("admin:notifications_apitoken_change", args=[c["token"].id]),
         reverse("admin:notifications_userstream_changelist"),
         reverse("admin:notifications_userstream_change", args=[c["alice"].id]),
+        reverse("admin:notifications_awaydelivery_changelist"),
+        reverse("admin:notifications_channelpreference_changelist"),
+        reverse("admin:notifications_channelpreference_change", args=[c["preference"].id]),
+        reverse("admin:notifications_quiethours_changelist"),
+        reverse("admin:notifications_quiethours_change", args=[c["alice"].id]),
     ]
 
 
@@ -523,3 +545,35 @@ def test_search_by_username_or_title(admin_client: Client, make_user: Any) -> No
     assert [n.recipient_id for n in by_user] == [a.id]
     by_title = admin_client.get(reverse(CHANGELIST), {"q": "mention"}).context["cl"].result_list
     assert [n.title for n in by_title] == ["dora mentioned you"]
+
+
+@pytest.mark.django_db
+def test_the_console_names_users_and_plurals_and_shows_the_users_choices(admin_client: Client, console: dict[str, Any]) -> None:
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Away deliveries" in index and "Quiet hours" in index and "Channel preferences" in index
+    assert "deliverys" not in index and "hourss" not in index
+    prefs = admin_client.get(reverse("admin:notifications_channelpreference_changelist")).content.decode()
+    assert "alice" in prefs and "deploys" in prefs
+    quiet = admin_client.get(reverse("admin:notifications_quiethours_changelist")).content.decode()
+    assert "alice" in quiet and "Europe/Paris" in quiet
+    # A user's choice is theirs: the operator sees it, and changes nothing.
+    assert admin_client.get(reverse("admin:notifications_channelpreference_add")).status_code == 403
+    response = admin_client.post(
+        reverse("admin:notifications_channelpreference_change", args=[console["preference"].id]),
+        {"user": console["alice"].id, "channel": "email", "category": "deploys", "enabled": "on"},
+    )
+    assert response.status_code == 403
+    console["preference"].refresh_from_db()
+    assert console["preference"].enabled is False
+
+
+@pytest.mark.django_db
+def test_a_notifications_page_names_its_recipient_and_says_where_it_was_sent_away(admin_client: Client, console: dict[str, Any]) -> None:
+    emailed, kept = Notification.objects.get(id=console["ids"][1]), Notification.objects.get(id=console["ids"][0])
+    page = admin_client.get(reverse("admin:notifications_notification_change", args=[emailed.id])).content.decode()
+    assert f"#{emailed.seq} to bob: deployed v2" in page
+    assert re.search(r"Email sent at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page)
+    page = admin_client.get(reverse("admin:notifications_notification_change", args=[kept.id])).content.decode()
+    assert f"#{kept.seq} to alice: deployed v2" in page and "Not sent away (yet)" in page
+    deliveries = admin_client.get(reverse("admin:notifications_awaydelivery_changelist")).content.decode()
+    assert f"#{emailed.seq} to bob: deployed v2" in deliveries

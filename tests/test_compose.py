@@ -24,7 +24,7 @@ ENTRYPOINT = ROOT / "scripts" / "docker-entrypoint.sh"
 DOCKER_COMPOSE = shutil.which("docker-compose")
 # What `docker compose up` needs from the checkout; anything else (a developer's .env) stays out.
 FRESH_CHECKOUT = ["docker-compose.yml", "Dockerfile", ".dockerignore", ".env.example", "deploy", "scripts"]
-APP_SERVICES = ["migrate", "web", "prune"]
+APP_SERVICES = ["migrate", "web", "prune", "worker"]
 
 needs_compose = pytest.mark.skipif(
     DOCKER_COMPOSE is None and not os.environ.get("CI"),
@@ -77,7 +77,7 @@ def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @needs_compose
 def test_compose_runs_with_no_env_file_and_generates_the_secret(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
-    assert {"db", "redis", "migrate", "web", "proxy", "prune"} <= set(services)
+    assert {"db", "redis", "migrate", "web", "proxy", "prune", "worker"} <= set(services)
     for name in APP_SERVICES:
         service = services[name]
         assert "env_file" not in service, name
@@ -103,8 +103,37 @@ def test_compose_commands_are_the_ones_the_tests_run(compose_config: dict[str, A
     # The image's default command is the web service's, so `docker run` serves the same thing.
     cmd = re.search(r"^CMD (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert cmd and json.loads(cmd.group(1)) == web
-    for name in ("web", "prune"):
+    assert services["worker"]["command"] == ["python", "manage.py", "worker"]
+    for name in ("web", "prune", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+@needs_compose
+def test_the_app_image_is_built_once_and_run_by_every_app_service(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    # migrate: every other app service waits for it, so its image is there before they start (Compose v1 and v2).
+    assert builders == ["migrate"]
+    image = services["migrate"]["image"]
+    assert image and all(services[name]["image"] == image for name in APP_SERVICES)
+
+
+@needs_compose
+def test_the_worker_gets_no_smtp_server_it_does_not_have(compose_config: dict[str, Any], tmp_path: Path) -> None:
+    env = compose_config["services"]["worker"]["environment"]
+    assert env["EMAIL_URL"] == ""  # unset: the console backend, said loudly in the worker's log (test_run_script)
+    settings = run_entrypoint(
+        sys.executable, "-c", "import django; from django.conf import settings; django.setup(); print(settings.EMAIL_BACKEND)",
+        env=clean_env(EMAIL_URL="", DJANGO_DEBUG="0", DJANGO_SECRET_KEY="x" * 50, DATABASE_URL=f"sqlite:///{tmp_path / 'db'}",
+                      DJANGO_SETTINGS_MODULE="project.settings"),
+    )  # fmt: skip
+    assert settings.stdout.strip() == "django.core.mail.backends.console.EmailBackend", settings.stderr
+
+
+def test_the_proxy_does_not_serve_metrics() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    block = re.search(r"location \^~ /metrics \{([^}]*)\}", conf)
+    assert block and block.group(1).split() == ["deny", "all;"]
 
 
 @needs_compose
@@ -225,6 +254,30 @@ def test_the_migrate_service_makes_the_first_admin_once(tmp_path: Path) -> None:
     login = run_entrypoint(sys.executable, "-c", check, env={**env, "DJANGO_SETTINGS_MODULE": "project.settings"})
     assert login.stdout.strip() == "root", login.stderr
 
+    # Nobody is asked for an admin, and one exists: nothing more is made, nothing printed.
+    quiet = run_entrypoint(*command, env=clean_env(**{k: v for k, v in env.items() if not k.startswith("DJANGO_SUPERUSER")}))
+    assert quiet.returncode == 0 and "password" not in quiet.stdout, quiet.stderr
+
     no_password = run_entrypoint(*command, env={**env, "DJANGO_SUPERUSER_USERNAME": "other", "DJANGO_SUPERUSER_PASSWORD": ""})
     assert no_password.returncode != 0
     assert "without DJANGO_SUPERUSER_PASSWORD" in no_password.stderr
+
+
+def test_a_bare_migrate_makes_an_admin_with_a_generated_password_shown_once(tmp_path: Path) -> None:
+    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["migrate"]["command"]
+    db = tmp_path / "db.sqlite3"
+    env = clean_env(DJANGO_DEBUG="0", DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"), DATABASE_URL=f"sqlite:///{db}")
+    first = run_entrypoint(*command, env=env)
+    assert first.returncode == 0, first.stderr
+    shown = re.search(r"No superuser existed: created 'admin' with the password\n\n    (\S+)\n", first.stdout)
+    assert shown, first.stdout
+    check = (
+        "import django; django.setup(); from django.contrib.auth import authenticate; "
+        f"u = authenticate(username='admin', password={shown.group(1)!r}); print(u, u.is_superuser)"
+    )
+    login = run_entrypoint(sys.executable, "-c", check, env={**env, "DJANGO_SETTINGS_MODULE": "project.settings"})
+    assert login.stdout.strip() == "admin True", login.stderr
+    again = run_entrypoint(*command, env=env)
+    assert again.returncode == 0 and "password" not in again.stdout, again.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM auth_user").fetchone() == (1,)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ import pytest
 from django.db import connections
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.conftest import ROOT, DaphneServer
+from tests.conftest import ROOT, DaphneServer, database_url
 
 pytestmark = pytest.mark.browser
 
@@ -274,12 +276,14 @@ def test_reading_in_one_tab_updates_the_badge_in_the_other(
     two = context.new_page()
     two.goto(f"{daphne.url}/inbox/")
     expect_live(two)
+    expect(two.get_by_role("button", name="Mark all read")).to_be_disabled()
 
     api.publish("first", users=[alice])
     api.publish("second", users=[alice])
     for page in (one, two):
         expect_titles(page, ["second", "first"])
         expect(badge(page)).to_have_text("2")
+        expect(page.get_by_role("button", name="Mark all read")).to_be_enabled()
 
     # From the keyboard: focus the button, press Enter.
     one.locator("#notification-list > li.item").nth(1).get_by_role("button", name=re.compile("^Mark read")).focus()
@@ -292,6 +296,10 @@ def test_reading_in_one_tab_updates_the_badge_in_the_other(
     expect(badge(two)).to_have_text("0")
     expect(items(two).nth(0)).to_have_attribute("data-read", "true")
     expect(badge(one)).to_have_text("0")
+    # Nothing left to mark: the button steps back, on both tabs.
+    for page in (one, two):
+        expect(page.get_by_role("button", name="Mark all read")).to_be_disabled()
+        expect(page.get_by_role("button", name="Mark all read")).to_have_class(re.compile(r"\bsecondary\b"))
 
 
 @pytest.mark.server
@@ -389,6 +397,65 @@ def test_server_killed_and_restarted_the_page_reconnects_and_catches_up(
 
 
 @pytest.mark.server
+def test_a_publish_from_the_cli_on_the_embedded_default_is_no_outage(
+    daphne_factory: Callable[..., DaphneServer], new_context: Callable[[], BrowserContext]
+) -> None:
+    # The embedded default: an in-process channel layer, so a `manage.py notify` in another
+    # process pushes to nobody and the open page learns of it from the next heartbeat.
+    server = daphne_factory(REDIS_URL="")
+    create_user("alice")
+    page = log_in(new_context(), server, "alice")
+    page.evaluate("() => { window.__synced = []; window.notifyClient.on('synced', (e) => window.__synced.push(e)); }")
+    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": ""}
+    subprocess.run([sys.executable, "manage.py", "notify", "alice", "--title", "from the cli"], cwd=ROOT, env=env, check=True, timeout=60)
+
+    expect_titles(page, ["from the cli"])
+    page.wait_for_function("window.__synced.some((e) => e.replayed === 1)")
+    expect(page.locator("#sync-notice")).to_be_hidden()
+    assert page.evaluate("window.__synced.map((e) => e.outage)") == [False]
+    expect(badge(page)).to_have_text("1")
+
+
+SLOW_BACKOFF = "window.notifyClient.options.backoff = { minMs: 60000, baseMs: 60000, maxMs: 60000 }"
+
+
+@pytest.mark.server
+def test_reconnecting_can_be_cut_short_by_retry_now_by_the_network_and_by_the_tab_coming_back(
+    daphne: DaphneServer, api: Api, new_context: Callable[[], BrowserContext]
+) -> None:
+    alice = create_user("alice")
+    context = new_context()
+    page = log_in(context, daphne, "alice")
+    page.evaluate(SLOW_BACKOFF)  # a wait of a minute: only the three ways in can end it within the test's timeouts
+    retry = page.get_by_role("button", name="Retry now")
+    expect(retry).to_be_hidden()
+
+    def outage() -> None:
+        daphne.kill()
+        expect(page.locator("#connection-text")).to_have_text(re.compile(r"^Reconnecting in \d+ s$"))
+        expect(retry).to_be_visible()
+        daphne.start()
+
+    outage()
+    retry.click()
+    expect_live(page)
+    expect(retry).to_be_hidden()
+
+    outage()
+    api.publish("while away", users=[alice])
+    context.set_offline(True)
+    expect(page.locator("#connection-text")).to_have_text("Offline")
+    context.set_offline(False)  # the browser's `online` event
+    expect_live(page)
+    expect_titles(page, ["while away"])
+    expect(page.locator("#sync-notice")).to_have_text("Restored 1 missed notification.")
+
+    outage()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the tab shown again (it is visible)
+    expect_live(page)
+
+
+@pytest.mark.server
 def test_staff_composes_to_a_topic_and_a_subscribers_open_page_shows_it(
     daphne: DaphneServer, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -462,6 +529,33 @@ def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable
     expect(figures).to_have_attribute("data-polls", re.compile(r"^[1-9]"))
     # This page's own socket is counted once the node has reported it (every few seconds).
     expect(figures.locator("[data-figure=connections]")).not_to_have_text("0", timeout=20_000)
+
+
+@pytest.mark.server
+def test_a_staff_header_fits_a_390_px_phone(daphne: DaphneServer, api: Api, browser: Browser) -> None:
+    boss = create_user("boss", staff=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    try:
+        page = log_in(context, daphne, "boss")
+        api.publish("Build #1042 passed", users=[boss], body="main is green.", level="success")
+        expect_titles(page, ["Build #1042 passed"])
+        for path in ["/inbox/", "/topics/", "/compose/", "/ops/", "/preferences/"]:
+            page.goto(f"{daphne.url}{path}")
+            expect_live(page)
+            width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width == [390, 390], (path, width)
+            for name in ["Inbox", "Topics", "Preferences", "Compose", "Ops"]:
+                box = page.get_by_role("navigation", name="Main").get_by_role("link", name=name).bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (path, name, box)
+        page.goto(f"{daphne.url}/inbox/")
+        expect_live(page)
+        page.evaluate("document.activeElement.blur()")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "nav-390.png"))
+        if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+            page.screenshot(path=str(DOCS_SCREENSHOT.parent / "nav-390.png"))
+    finally:
+        context.close()
 
 
 @pytest.mark.server
@@ -602,7 +696,7 @@ def test_client_passes_expired_seqs_in_a_replay_and_pages_on(client_page: Page) 
     assert result["seen"] == [1, 2, 4, 5, 7]
     assert result["resume"] == [{"type": "resume", "since": 4}]
     assert result["cursor"] == 7
-    assert result["synced"] == [{"head_seq": 7, "replayed": 5, "resumed": True, "reconnect": False}]
+    assert result["synced"] == [{"head_seq": 7, "replayed": 5, "resumed": True, "reconnect": False, "outage": False}]
     assert result["acks"] == [{"type": "ack", "seq": 7}]
 
 

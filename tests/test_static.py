@@ -36,6 +36,8 @@ def test_a_raw_path_out_of_the_static_roots_is_404_with_no_traceback(daphne: Dap
         assert (status, b"SECRET_KEY" in body) == (404, False), path
     status, body = get(daphne, "/static/notifications/client.js")
     assert status == 200 and b"NotificationClient" in body
+    status, body = get(daphne, "/static/notifications/favicon.svg")  # where /favicon.ico leads (test_views)
+    assert status == 200 and body.startswith(b"<svg")
     daphne.stop()  # everything it logged is in the file
     log = daphne.log.read_bytes()[logged_before:].decode()
     assert "Traceback" not in log and "SuspiciousFileOperation" not in log, log

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from notifications import ops, presence, services
 from notifications.models import Notification, Subscription, Topic
@@ -209,6 +212,7 @@ def test_ops_data_reports_the_figures(client: Client, make_user: Any) -> None:
     assert set(data) == {
         "at", "nodes", "connections", "notifications_per_second", "pushes_per_second",
         "pushes_sent_total", "unacked", "oldest_unacked_age_s",
+        "worker_due", "worker_running", "worker_last_finished_age_s", "worker_failed_last_hour",
     }  # fmt: skip
     assert data["unacked"] == 1 and data["oldest_unacked_age_s"] >= 0
     assert data["notifications_per_second"] == pytest.approx(1 / ops.RATE_WINDOW_SECONDS)
@@ -223,3 +227,53 @@ def test_push_rate_from_successive_node_reports() -> None:
     assert rate.update([presence.NodeReport("a", 105.0, 1, 100)]) == 10
     assert rate.update([presence.NodeReport("a", 110.0, 1, 0), presence.NodeReport("b", 110.0, 1, 7)]) == 0
     assert rate.update([presence.NodeReport("b", 112.0, 1, 27)]) == 10
+
+
+def test_mark_all_read_is_the_main_action_only_with_something_unread(client: Client, user: Any) -> None:
+    logged_in(client, user)
+    button = re.compile(r'<button type="submit" id="read-all" class="([^"]*)"( disabled)?>Mark all read</button>')
+    match = button.search(client.get("/inbox/").content.decode())
+    assert match and match.groups() == ("button secondary", " disabled")
+    send(user)
+    match = button.search(client.get("/inbox/").content.decode())
+    assert match and match.groups() == ("button", None)
+
+
+def test_every_page_has_an_icon_and_favicon_ico_leads_to_it(client: Client, user: Any) -> None:
+    html = logged_in(client, user).get("/inbox/").content.decode()
+    assert '<link rel="icon" href="/static/notifications/favicon.svg" type="image/svg+xml">' in html
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/notifications/favicon.svg"
+
+
+def test_compose_labels_the_url_field_as_a_link(client: Client, make_user: Any) -> None:
+    html = logged_in(client, make_user("boss", is_staff=True)).get("/compose/").content.decode()
+    assert re.search(r"<label[^>]*>Link \(URL\)", html) and ">Url<" not in html and ">Url:<" not in html
+
+
+def test_ops_shows_the_away_worker_from_the_task_engines_table(client: Client, make_user: Any) -> None:
+    staff = logged_in(client, make_user("boss", is_staff=True))
+    data = staff.get("/ops/data").json()
+    assert (data["worker_due"], data["worker_running"], data["worker_last_finished_age_s"], data["worker_failed_last_hour"]) == (
+        0,
+        0,
+        None,
+        0,
+    )
+    assert "never" in staff.get("/ops/").content.decode()
+
+    now = timezone.now()
+
+    def row(status: str, **extra: Any) -> None:
+        fields = {"run_after": now, "args_kwargs": {"args": ["email"], "kwargs": {}}, "task_path": "notifications.tasks.deliver_due"}
+        DBTaskResult.objects.create(status=status, backend_name="default", queue_name="away", **{**fields, **extra})
+
+    row("READY", run_after=now - timedelta(seconds=30))  # overdue: no worker took it
+    row("READY", run_after=now + timedelta(hours=1))  # not due yet: no backlog
+    row("RUNNING")
+    row("SUCCESSFUL", finished_at=now - timedelta(seconds=12))
+    row("FAILED", finished_at=now - timedelta(minutes=5))
+    row("FAILED", finished_at=now - timedelta(hours=2))  # outside the hour
+    data = staff.get("/ops/data").json()
+    assert (data["worker_due"], data["worker_running"], data["worker_failed_last_hour"]) == (1, 1, 1)
+    assert 4 <= data["worker_last_finished_age_s"] < 60  # the newer of the finished: the failure 5 min ago is older

@@ -1,10 +1,11 @@
 """The Django admin as the operator's console. Thin: every write goes through services and auth.
 
 One module per concern: notifications (list, actions, compose), topics and
-subscriptions, API tokens, the per-user delivery view; listing.py holds what
+subscriptions, API tokens, the per-user delivery view, the away channels and the
+users' choices for them; listing.py holds what
 keeps the big lists fast (cheap counts, a date drill-down without full scans).
 """
 
-from . import away, notifications, streams, tokens, topics
+from . import away, notifications, preferences, streams, tokens, topics
 
-__all__ = ["away", "notifications", "streams", "tokens", "topics"]
+__all__ = ["away", "notifications", "preferences", "streams", "tokens", "topics"]

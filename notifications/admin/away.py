@@ -35,6 +35,7 @@ class PushSubscriptionAdmin(CheapListMixin, admin.ModelAdmin):
 class AwayDeliveryAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("notification", "channel", "state", "at")
     list_filter = ("channel", "state")
+    list_select_related = ("notification__recipient",)  # each row names its notification, and that its recipient
     raw_id_fields = ("notification",)
     ordering = ("-id",)
 

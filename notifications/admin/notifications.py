@@ -21,12 +21,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from .. import services, users
 from ..errors import ServiceError
 from ..forms import ComposeForm
 from ..models import Notification
-from ..selectors import delivered, undelivered
+from ..selectors import away_deliveries, delivered, undelivered
 from .listing import CheapDateHierarchyChangeList, CheapListMixin
 
 # One action handles at most this many rows: selecting "all 1,000,000" must not load them all, push them all,
@@ -84,7 +85,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     actions = ("delete_selected", "mark_read", "mark_unread", "redeliver")
     fields = (
         "recipient", "seq", "topic", "kind", "title", "body", "data", "url", "level", "actor",
-        "created_at", "delivered", "read_at", "expires_at", "idempotency_key",
+        "created_at", "delivered", "read_at", "expires_at", "idempotency_key", "sent_away",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -118,6 +119,13 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     @admin.display(boolean=True, ordering="read_at", description="read")
     def read(self, obj: Notification) -> bool:
         return obj.read_at is not None
+
+    @admin.display(description="email and push")
+    def sent_away(self, obj: Notification) -> str:
+        done = away_deliveries(obj.pk)
+        if not done:
+            return "Not sent away (yet): nothing is sent while a device acks it or it is read in time."
+        return "; ".join(f"{d.get_channel_display()} {d.state} at {localtime(d.at):%Y-%m-%d %H:%M:%S}" for d in done)
 
     # --- permissions: published content is not edited ----------------------------
 

@@ -4,6 +4,10 @@ django-tasks' database worker runs the rounds (notifications/tasks.py); this
 first recovers the rounds of workers that died mid-round, makes sure each channel
 has its round waiting, and keeps recovering lost rounds every --recover-interval
 seconds while it runs. Several may run at once.
+
+A round runs every NOTIFY_WORKER_POLL_SECONDS per channel, and django-tasks logs the
+start and the end of every task at INFO: an idle worker would log two lines a second.
+Those go to DEBUG here; a round that sent or failed something logs itself (tasks.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connections
@@ -21,6 +26,17 @@ from notifications import tasks
 from notifications.models import Channel
 
 log = logging.getLogger(__name__)
+CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
+
+
+class _TaskRunsAtDebug(logging.Filter):
+    """django-tasks' per-task INFO lines ("Task id=… state=RUNNING/SUCCESSFUL"), demoted to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 class Command(BaseCommand):
@@ -32,6 +48,12 @@ class Command(BaseCommand):
         parser.add_argument("--recover-interval", type=float, default=30.0, help="seconds between looks for rounds of lost workers")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("django_tasks").addFilter(_TaskRunsAtDebug())
+        if settings.EMAIL_BACKEND == CONSOLE_EMAIL:
+            log.warning(
+                "EMAIL_URL is not set: email digests are PRINTED TO THIS LOG, NOT SENT. "
+                "Set EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://, smtps://) to send them."
+            )
         me = tasks.new_worker_id()
         tasks.recover_lost(me=me)
         for channel in options["channels"].split(","):

@@ -55,6 +55,7 @@ function setupHeader() {
     badge.dataset.count = String(unread);
   };
   client.on("unreadcount", ({ unread }) => showUnread(unread));
+  client.on("unreadcount", ({ unread }) => showReadAll(unread));
 
   let wasLive = false;
   client.on("state", ({ state, retryIn, reason }) => {
@@ -82,7 +83,28 @@ function setupHeader() {
     const spoken = look === "reconnecting" ? "Connection lost, reconnecting" : label;
     if (status.textContent !== spoken) status.textContent = spoken;
     renderLoginHint(indicator, reason === "unauthenticated");
+    // Waiting out a backoff, or offline: the user may know better than the timer.
+    renderRetry(indicator, state === State.OFFLINE && !NO_RETRY_REASONS.has(reason));
   });
+}
+
+// Offline for good, until a new login or page: retrying would not help.
+const NO_RETRY_REASONS = new Set(["unauthenticated", "forbidden", "closed", "closed by the page"]);
+
+function renderRetry(indicator, show) {
+  let button = document.getElementById("retry-now");
+  if (!show) {
+    button?.remove();
+    return;
+  }
+  if (button) return;
+  button = document.createElement("button");
+  button.id = "retry-now";
+  button.type = "button";
+  button.className = "link-button";
+  button.textContent = "Retry now";
+  button.addEventListener("click", () => client.reconnectNow());
+  indicator.after(button);
 }
 
 function renderLoginHint(indicator, show) {
@@ -97,6 +119,14 @@ function renderLoginHint(indicator, show) {
   link.href = `${config.urls.login}?next=${encodeURIComponent(location.pathname + location.search)}`;
   link.textContent = "Log in again";
   indicator.after(link);
+}
+
+/** "Mark all read" is the inbox's main action only while there is something to mark. */
+function showReadAll(unread) {
+  const button = document.getElementById("read-all");
+  if (!button) return;
+  button.disabled = unread === 0;
+  button.classList.toggle("secondary", unread === 0);
 }
 
 // --- inbox -------------------------------------------------------------------------------
@@ -230,8 +260,8 @@ function setupInbox() {
   client.on("state", ({ state }) => {
     list.setAttribute("aria-busy", state === State.SYNCING ? "true" : "false");
   });
-  client.on("synced", async ({ replayed, reconnect }) => {
-    if (replayed > 0) {
+  client.on("synced", async ({ replayed, reconnect, outage }) => {
+    if (outage && replayed > 0) {
       showNotice(`Restored ${replayed} missed notification${replayed === 1 ? "" : "s"}.`);
     }
     if (reconnect && !readStateSeen) {
@@ -304,7 +334,7 @@ function setupInbox() {
     } catch {
       readAll.submit();
     } finally {
-      button.disabled = false;
+      showReadAll(client.unread);
     }
   });
 
@@ -343,6 +373,7 @@ function setupOps() {
   const updated = document.getElementById("ops-updated");
   if (!figures) return;
   const format = (name, value) => {
+    if (name === "worker_last_finished_age_s") return value === null ? "never" : `${value} s ago`;
     if (value === null || value === undefined) return "—";
     if (name === "oldest_unacked_age_s") return `${value} s`;
     return String(value);
@@ -352,7 +383,7 @@ function setupOps() {
       const response = await fetch(figures.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
-      for (const dd of figures.querySelectorAll("[data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure]);
+      for (const dd of document.querySelectorAll("dl.figures [data-figure]")) dd.textContent = format(dd.dataset.figure, data[dd.dataset.figure]);
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       figures.dataset.polls = String(Number(figures.dataset.polls || 0) + 1);
     } catch {

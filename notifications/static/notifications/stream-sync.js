@@ -26,6 +26,7 @@ export class StreamSync {
     this.heartbeatS = 25; // the server sends a frame at least this often (from `welcome`)
     this._syncing = false; // a replay we asked for (connect with since, resume) is in progress
     this._synced = 0; // notifications accepted during that replay
+    this._openingReplay = false; // the replay under way is the one a socket's opening asked for (since=)
     this._sinceSynced = 0; // notifications accepted since the last `synced`
     this._ownReplay = false; // a follower behind the leader: its own resume is on the way
     this._lastSynced = null; // ...and the last `synced` seen since (it answers that resume once the reply comes)
@@ -80,6 +81,7 @@ export class StreamSync {
   opening() {
     this.forget();
     this._syncing = this.cursor !== null;
+    this._openingReplay = this._syncing;
   }
 
   /** What this client knew through its last socket: a new socket brings it again. */
@@ -88,6 +90,7 @@ export class StreamSync {
     this._syncing = false;
     this._synced = 0;
     this._sinceSynced = 0;
+    this._openingReplay = false;
     this._ownReplay = false;
     this._lastSynced = null;
     this._stream.forgetHeld();
@@ -200,11 +203,16 @@ export class StreamSync {
     const replayed = this._syncing ? this._synced : Math.min(frame.replayed, this._sinceSynced);
     this._sinceSynced = 0;
     const resumed = this._syncing;
+    const reconnect = this.connections > 1;
+    // What a lost socket missed: the replay of a socket opened again. A resume on a live socket
+    // (a heartbeat ahead of the cursor: a publish this process was not pushed) is no outage.
+    const outage = reconnect && this._openingReplay;
     this._syncing = false;
     this._synced = 0;
+    this._openingReplay = false;
     this._acks.flush();
     this._host.setState(State.LIVE);
-    this._host.emit("synced", { head_seq: frame.head_seq, replayed, resumed, reconnect: this.connections > 1 });
+    this._host.emit("synced", { head_seq: frame.head_seq, replayed, resumed, reconnect, outage });
   }
 
   _onReset(frame) {
@@ -214,6 +222,7 @@ export class StreamSync {
     this._unread.rebase(frame.head_seq);
     this._syncing = false;
     this._synced = 0;
+    this._openingReplay = false;
     this._host.setState(State.LIVE);
     this._host.emit("reset", frame);
   }
