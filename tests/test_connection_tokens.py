@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,26 +9,14 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
-from notifications import connection_tokens, hub, services
+from notifications import connection_tokens, services
 from notifications.protocol import CLOSE_UNAUTHENTICATED
 from project.asgi import application
 from tests.connection import APP_ORIGIN, beside_an_app, sign
+from tests.test_consumer import TIMEOUT, closed_with, fast, stop_hub
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("beside_an_app")]
-__all__ = ["beside_an_app"]
-
-TIMEOUT = 5
-
-
-@pytest.fixture(autouse=True)
-async def stop_hub() -> AsyncIterator[None]:
-    yield
-    await hub.hub().stop()
-
-
-@pytest.fixture
-def fast(settings: Any) -> None:
-    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "HEARTBEAT_SECONDS": 1}
+__all__ = ["beside_an_app", "fast", "stop_hub"]  # fixtures, used here by name
 
 
 @pytest.fixture
@@ -41,13 +28,6 @@ async def app_user() -> Any:
 def socket(token: str, origin: str | None = APP_ORIGIN) -> WebsocketCommunicator:
     headers = [(b"host", b"notify.example"), *([(b"origin", origin.encode())] if origin else [])]
     return WebsocketCommunicator(application, f"/ws/notifications/?token={token}", headers=headers)
-
-
-async def closed_with(ws: WebsocketCommunicator) -> int:
-    message = await ws.receive_output(timeout=TIMEOUT)
-    while message["type"] != "websocket.close":
-        message = await ws.receive_output(timeout=TIMEOUT)
-    return int(message["code"])
 
 
 async def test_a_page_on_the_apps_origin_connects_with_its_token_and_gets_its_notifications(app_user: Any) -> None:
@@ -82,7 +62,7 @@ async def test_a_bad_token_is_closed_4401(app_user: Any, token: Any) -> None:
     assert await closed_with(ws) == CLOSE_UNAUTHENTICATED
 
 
-async def test_an_open_socket_closes_4401_once_its_token_expires(app_user: Any, fast: None, monkeypatch: Any) -> None:
+async def test_an_open_socket_closes_4401_once_its_token_expires(app_user: Any, fast: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(connection_tokens, "LEEWAY_SECONDS", 0)
     ws = socket(sign("u_42", expires_in=2))
     assert (await ws.connect(timeout=TIMEOUT))[0]
@@ -90,7 +70,7 @@ async def test_an_open_socket_closes_4401_once_its_token_expires(app_user: Any, 
     assert await closed_with(ws) == CLOSE_UNAUTHENTICATED  # at a heartbeat after exp
 
 
-async def test_an_open_socket_closes_4401_once_the_app_deletes_its_user(app_user: Any, fast: None) -> None:
+async def test_an_open_socket_closes_4401_once_the_app_deletes_its_user(app_user: Any, fast: Any) -> None:
     ws = socket(sign("u_42"))
     assert (await ws.connect(timeout=TIMEOUT))[0]
     assert (await ws.receive_json_from(timeout=TIMEOUT))["type"] == "welcome"
