@@ -529,6 +529,10 @@ def test_ops_page_shows_live_figures(daphne: DaphneServer, new_context: Callable
     expect(figures).to_have_attribute("data-polls", re.compile(r"^[1-9]"))
     # This page's own socket is counted once the node has reported it (every few seconds).
     expect(figures.locator("[data-figure=connections]")).not_to_have_text("0", timeout=20_000)
+    # Each figure draws what it was over the last polls, the newest at the right.
+    expect(figures.locator("div", has=page.locator("[data-figure=connections]")).locator("svg.spark")).to_have_attribute(
+        "data-samples", re.compile(r"^([3-9]|\d\d+)$"), timeout=20_000
+    )
 
 
 @pytest.mark.server
