@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from notifications import services
+from notifications.models import UserStream
 from tests.conftest import DaphneServer
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
@@ -106,7 +107,8 @@ def test_the_stream_carries_the_sockets_frames_and_takes_client_frames_by_post(d
 
     # Client frames go as POSTs, with the socket's answers.
     assert post_frame(daphne, token, {"type": "ping", "ref": 1}) == (200, {"type": "pong", "ref": 1})
-    assert post_frame(daphne, token, {"type": "ack", "seq": seq, "ref": "a"}, welcome["stream"]) == (200, {"type": "reply", "ref": "a", "ok": True})
+    acked = post_frame(daphne, token, {"type": "ack", "seq": seq, "ref": "a"}, welcome["stream"])
+    assert acked == (200, {"type": "reply", "ref": "a", "ok": True})
     status, reply = post_frame(daphne, token, {"type": "read", "ids": [pushed["id"]], "ref": "r"}, welcome["stream"])
     assert (status, reply["ok"], reply["unread"]) == (200, True, 0)
     read = stream.frame()  # every device hears of it, this stream too
@@ -116,8 +118,6 @@ def test_the_stream_carries_the_sockets_frames_and_takes_client_frames_by_post(d
     assert (status, error["type"], error["code"], error["ref"]) == (400, "error", "unknown_type", 3)
     status, refused = post_frame(daphne, token, {"type": "resume", "since": 0, "ref": 4})
     assert (status, refused["ok"], refused["error"]) == (400, False, "no_stream")
-
-    from notifications.models import UserStream
 
     assert UserStream.objects.get(user_id=user.id).delivered_seq == seq
     stream.close()
