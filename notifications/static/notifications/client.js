@@ -83,7 +83,8 @@ export class NotificationClient {
     });
 
     this._transport = new TransportChoice({
-      forced: this.options.transport,
+      // An injected WebSocket (tests, a custom transport) is used as given: no fallback unless asked.
+      forced: this.options.transport ?? (this.options.WebSocket ? Transport.WEBSOCKET : null),
       failures: this.options.fallbackAfter,
       probeMs: this.options.socketRetryMs,
       WebSocket: this.WebSocket,
