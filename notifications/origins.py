@@ -34,7 +34,7 @@ def _site_origin(scope: dict[str, Any]) -> str | None:
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
         return None
     # Secure only as the server saw it: behind a proxy that ends TLS, list the public https origin in CSRF_TRUSTED_ORIGINS.
-    return f"{'https' if scope.get('scheme') == 'wss' else 'http'}://{host}"
+    return f"{'https' if scope.get('scheme') in ('wss', 'https') else 'http'}://{host}"
 
 
 def trusted_origin(scope: dict[str, Any]) -> bool:

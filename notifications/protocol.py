@@ -154,24 +154,32 @@ def batch(frames: Sequence[str]) -> str:
     return '{"type":"batch","frames":[' + ",".join(frames) + "]}"
 
 
-def batches(frames: Sequence[str]) -> Iterator[str]:
-    """Frames to send for these notification frames: one per frame, or `batch` frames of up to BATCH_MAX_FRAMES."""
+def chunks(frames: Sequence[str]) -> Iterator[Sequence[str]]:
+    """Notification frames in runs of up to BATCH_MAX_FRAMES, each sent as one frame (a `batch` when longer than one)."""
     for start in range(0, len(frames), BATCH_MAX_FRAMES):
-        chunk = frames[start : start + BATCH_MAX_FRAMES]
-        yield chunk[0] if len(chunk) == 1 else batch(chunk)
+        yield frames[start : start + BATCH_MAX_FRAMES]
 
 
-def welcome(*, user_id: int, head_seq: int, unread: int, heartbeat_s: int) -> str:
-    return encode(
-        {
-            "type": "welcome",
-            "protocol": PROTOCOL_VERSION,
-            "user": user_id,
-            "head_seq": head_seq,
-            "unread": unread,
-            "heartbeat_s": heartbeat_s,
-        }
-    )
+def seq_of(notification: str) -> int:
+    """The seq an encoded `notification` frame carries."""
+    seq = orjson.loads(notification)["seq"]
+    assert isinstance(seq, int)
+    return seq
+
+
+def welcome(*, user_id: int, head_seq: int, unread: int, heartbeat_s: int, stream: str | None = None) -> str:
+    """`stream` names an event stream, for the frames its client POSTs (docs/protocol.md, "The event stream")."""
+    frame: dict[str, Any] = {
+        "type": "welcome",
+        "protocol": PROTOCOL_VERSION,
+        "user": user_id,
+        "head_seq": head_seq,
+        "unread": unread,
+        "heartbeat_s": heartbeat_s,
+    }
+    if stream is not None:
+        frame["stream"] = stream
+    return encode(frame)
 
 
 def synced(*, head_seq: int, replayed: int, more: bool) -> str:

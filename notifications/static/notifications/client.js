@@ -27,9 +27,10 @@ import { SocketWatch } from "./socket-watch.js";
 import { State } from "./states.js";
 import { StreamSync } from "./stream-sync.js";
 import { Role, TabRelay } from "./tab-relay.js";
+import { StreamSocket, Transport, TransportChoice } from "./stream-transport.js";
 import { UnreadCount } from "./unread-count.js";
 
-export { Role, State };
+export { Role, State, Transport };
 
 export const PROTOCOL_VERSION = 1;
 
@@ -81,9 +82,27 @@ export class NotificationClient {
       waiting: () => !this._ws && !this._stopped && this.state === State.OFFLINE,
     });
 
+    this._transport = new TransportChoice({
+      // An injected WebSocket (tests, a custom transport) is used as given: no fallback unless asked.
+      forced: this.options.transport ?? (this.options.WebSocket ? Transport.WEBSOCKET : null),
+      failures: this.options.fallbackAfter,
+      probeMs: this.options.socketRetryMs,
+      WebSocket: this.WebSocket,
+      probeUrl: () => this._url(this.url, false),
+      back: () => {
+        this._drop("the socket gets through again");
+        this.reconnectNow();
+      },
+    });
+
     this._ws = null;
     this._stopped = true;
     this._stateReason = null;
+  }
+
+  /** Which transport carries the connection: "websocket", or "stream" where the socket does not get through. */
+  get transport() {
+    return this._transport.current;
   }
 
   get cursor() {
@@ -139,7 +158,8 @@ export class NotificationClient {
     this.state = state;
     this.retryIn = retryIn;
     this._stateReason = extra.reason ?? null;
-    const payload = { state, retryIn, attempt: this.attempt, reason: this._stateReason };
+    const payload = { state, retryIn, attempt: this.attempt, reason: this._stateReason, transport: this.transport };
+    if (state === State.LIVE && this.role !== Role.FOLLOWER) this._transport.live();
     // The socket's own states; a follower works out syncing and live from the frames themselves.
     if (state === State.CONNECTING || state === State.OFFLINE) this._tabs?.shareSocketState(payload);
     this._emit("state", payload);
@@ -159,6 +179,7 @@ export class NotificationClient {
   /** Close for good (no reconnect) until connect() is called again. */
   close() {
     this._stopped = true;
+    this._transport.stop();
     this._watch.unlisten();
     this._retry.cancel();
     this._leaveTabs();
@@ -183,18 +204,20 @@ export class NotificationClient {
       this._setState(State.OFFLINE, { reason: "network offline" });
       return; // the `online` event brings us back
     }
-    const url = new URL(this.url, globalThis.location?.href);
-    // An app's connection token (docs/integrate.md), read afresh at every attempt: the page renews it.
-    const token = typeof this.options.token === "function" ? this.options.token() : this.options.token;
-    if (token) url.searchParams.set("token", token);
-    if (this.cursor !== null) url.searchParams.set("since", String(this.cursor));
-    url.searchParams.set("batch", "1"); // we read `batch` frames: several notifications in one
+    const stream = this.transport === Transport.STREAM;
+    const url = this._url(stream ? this.options.streamUrl : this.url, true);
     this._sync.opening();
     this._setState(State.CONNECTING);
     this._tabs?.shareOpening();
     let ws;
     try {
-      ws = new this.WebSocket(url.toString());
+      if (stream) {
+        const EventSource = this.options.EventSource || globalThis.EventSource;
+        ws = new StreamSocket(url, { framesUrl: this.options.framesUrl, token: this._token(), EventSource });
+        ws.onreopen = () => this._reopening(ws);
+      } else {
+        ws = new this.WebSocket(url);
+      }
     } catch (e) {
       console.error("notification client: cannot open the socket", e);
       this._scheduleReconnect(1006);
@@ -205,6 +228,30 @@ export class NotificationClient {
     ws.onclose = (event) => this._onClose(ws, event.code, event.reason);
     ws.onerror = () => {}; // a close event always follows
     this._watch.watch();
+  }
+
+  /** An app's connection token (docs/integrate.md), read afresh at every attempt: the page renews it. */
+  _token() {
+    return typeof this.options.token === "function" ? this.options.token() : this.options.token;
+  }
+
+  _url(base, resume) {
+    const url = new URL(base, globalThis.location?.href);
+    const token = this._token();
+    if (token) url.searchParams.set("token", token);
+    if (resume && this.cursor !== null) url.searchParams.set("since", String(this.cursor));
+    url.searchParams.set("batch", "1"); // we read `batch` frames: several notifications in one
+    return url.toString();
+  }
+
+  /** The browser reconnects the stream by itself, resuming with Last-Event-ID: a new welcome and replay follow. */
+  _reopening(ws) {
+    if (ws !== this._ws) return;
+    this._requests.rejectAll();
+    this._sync.closed();
+    this._sync.opening();
+    this._setState(State.CONNECTING);
+    this._tabs?.shareOpening();
   }
 
   /**
@@ -233,6 +280,8 @@ export class NotificationClient {
   _onClose(ws, code, reason) {
     if (ws !== this._ws) return;
     this._ws = null;
+    this._transport.stop();
+    if (this._transport.closed(this._sync.welcomed)) this.attempt = 0; // the other transport gets a prompt first try
     this._sync.closed();
     this._watch.stop();
     this._requests.rejectAll();
@@ -335,6 +384,7 @@ export class NotificationClient {
 
   _mirrorSocketState(body) {
     this.attempt = body.attempt;
+    if (body.transport) this._transport.current = body.transport;
     this._setState(body.state, body);
     if (body.retryIn !== null) this._emit("countdown", { seconds: body.retryIn });
   }

@@ -19,6 +19,12 @@ const DEFAULTS = Object.freeze({
   connectTimeoutMs: 10000,
   shareAcrossTabs: null, // one socket for every tab of the user; default: on when userId is set and no WebSocket is injected
   WebSocket: null, // default: globalThis.WebSocket (tests may inject one)
+  transport: null, // "websocket" or "stream" forces one; default: the socket, the event stream where the socket does not get through
+  streamUrl: "/api/v1/me/stream", // the event stream (stream-transport.js)
+  framesUrl: "/api/v1/me/frames", // where the stream's client frames are POSTed
+  fallbackAfter: 2, // socket handshakes in a row that fail before the stream is tried
+  socketRetryMs: 60000, // on the stream, how often to see whether the socket gets through again
+  EventSource: null, // default: globalThis.EventSource
 });
 
 /** The options given, over the defaults (`backoff` field by field). */

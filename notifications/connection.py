@@ -1,0 +1,187 @@
+"""What a live connection does, whatever carries it: a WebSocket (consumers.py) or an event stream (event_stream.py).
+
+Welcome, replay in pages, live pushes, heartbeats and acks follow one rule
+(socket_sync.py) on both transports; each transport says only how a frame is
+sent (`send_frame`) and how the connection ends (`close_with`). Client frames
+are answered by `answer`, on the socket or from `POST /api/v1/me/frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from . import conf, hub, protocol, selectors, services, users
+from .errors import ServiceError
+from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Ping, Read, Resume, Subscribe, Unsubscribe
+from .socket_sync import SocketSync
+
+
+def since_from(query: dict[str, list[str]]) -> tuple[int | None, str | None]:
+    """`?since=`: the cursor to replay from, or a problem to report in an `error` frame."""
+    values = query.get("since")
+    if not values:
+        return None, None
+    if not values[0].isdigit() or int(values[0]) > protocol.MAX_SEQ:
+        return None, "'since' must be a non-negative integer"
+    return int(values[0]), None
+
+
+class SyncedConnection:
+    """One connection's place in its user's stream (a hub.Listener); subclasses send and close."""
+
+    user_id: users.UserId
+    credential: tuple[str, str]
+    hub: hub.Hub
+    labels_seqs = False  # send_frame is told the seq each notification frame carries
+
+    def init_sync(self, *, batching: bool) -> None:
+        self.settings = conf.get()
+        self.closed = False
+        self.sync = SocketSync(buffer_frames=self.settings.send_buffer_frames)
+        self.sync_lock = asyncio.Lock()  # one replay at a time: a client's resume waits for a catch-up
+        self.catch_up_task: asyncio.Task[None] | None = None
+        # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
+        # a burst's pushes several to a frame (hub.COALESCE_SECONDS), and replays in few frames.
+        self.batching = batching
+
+    async def send_frame(self, text: str, *, seq: int | None = None) -> None:
+        """Send one encoded frame; `seq` is the highest notification seq it carries, if any."""
+        raise NotImplementedError
+
+    async def close_with(self, code: int) -> None:
+        raise NotImplementedError
+
+    async def start(self, state: selectors.StreamState, since: int | None, problem: str | None, **welcome: str) -> None:
+        """Attached to the hub and the head read: welcome, then the replay asked for or live pushes."""
+        await self.send_frame(
+            protocol.welcome(
+                user_id=self.user_id,
+                head_seq=state.head_seq,
+                unread=state.unread,
+                heartbeat_s=self.settings.heartbeat_seconds,
+                **welcome,
+            )
+        )
+        self.sync.start(state.head_seq)
+        if problem:
+            await self.send_frame(protocol.error("invalid_field", problem))
+        if since is not None:
+            await self.resume(since)
+        elif self.sync.go_live():
+            self._start_catch_up()
+
+    def stop(self) -> None:
+        """The connection is gone: no more pushes, no replay left running."""
+        self.closed = True
+        if hasattr(self, "hub"):
+            self.hub.detach(self)
+        if self.catch_up_task is not None:
+            self.catch_up_task.cancel()
+
+    # --- from the hub (hub.Listener) ----------------------------------------------
+
+    async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None:
+        """Encoded notification frames for this user, (seq, text), from one round of the hub."""
+        plan = self.sync.on_push(items, redelivery=redelivery)
+        if plan.send:
+            await self._send_notifications(plan.send)
+        if plan.catch_up:
+            self._start_catch_up()
+        if plan.too_slow:
+            # The client is not keeping up; it reconnects and resumes, losing nothing.
+            await self.close_with(CLOSE_SLOW_CONSUMER)
+
+    async def _send_notifications(self, frames: Sequence[str]) -> None:
+        for chunk in protocol.chunks(frames) if self.batching else [[f] for f in frames]:
+            # Only a stream labels its events with their seq: a socket's fan-out parses nothing.
+            seq = protocol.seq_of(chunk[-1]) if self.labels_seqs else None
+            await self.send_frame(chunk[0] if len(chunk) == 1 else protocol.batch(chunk), seq=seq)
+
+    async def push_event(self, text: str) -> None:
+        await self.send_frame(text)
+
+    async def on_heartbeat(self, head_seq: int, unread: int) -> None:
+        plan = self.sync.on_heartbeat(head_seq, unread)
+        if plan.catch_up:
+            self._start_catch_up()
+        else:
+            await self.send_frame(protocol.heartbeat(head_seq=plan.head_seq, unread=plan.unread))
+
+    async def close_unauthenticated(self) -> None:
+        await self.close_with(CLOSE_UNAUTHENTICATED)
+
+    # --- replay -------------------------------------------------------------------
+
+    def _start_catch_up(self) -> None:
+        if self.catch_up_task is None or self.catch_up_task.done():
+            self.catch_up_task = asyncio.create_task(self.resume(self.sync.sent_seq, asked=False))
+
+    async def resume(self, since: int, *, asked: bool = True) -> None:
+        """Send one page after `since`, then `synced`; repeat while pushes arrived meanwhile.
+
+        When the client asked (resume, ?since=) it may have been away while
+        another device read things: a `read_state` frame first brings it in step.
+        """
+        async with self.sync_lock:
+            self.sync.begin_replay(since)
+            try:
+                next_since: int | None = since
+                while next_since is not None and not self.closed:
+                    page = await database_sync_to_async(selectors.replay_page, thread_sensitive=False)(
+                        self.user_id, since=next_since, limit=self.settings.replay_page_size, with_read_state=asked
+                    )
+                    asked = False
+                    if page.read_state:
+                        await self.send_frame(page.read_state)
+                    if page.reset_reason:
+                        await self.send_frame(protocol.reset(reason=page.reset_reason, head_seq=page.head_seq), seq=page.head_seq)
+                    else:
+                        await self._send_notifications(page.frames)
+                        await self.send_frame(protocol.synced(head_seq=page.head_seq, replayed=len(page.frames), more=page.more))
+                    next_since = self.sync.page_sent(page.last_seq, more=page.more)
+            finally:
+                self.sync.end_replay()
+
+    async def ack(self, seq: int, *, confirm: bool = False) -> None:
+        """Batched by the hub; with a `ref` the reply waits until the ack is written."""
+        to_record = self.sync.on_ack(seq)
+        if to_record is not None:
+            written = self.hub.record_ack(self.user_id, to_record)
+            if confirm:
+                await asyncio.shield(written)
+
+
+async def answer(frame: ClientFrame, *, user_id: users.UserId, connection: SyncedConnection | None) -> str | None:
+    """Do what a client frame asks; the answer frame to send back (`reply`, `pong`), if it has one.
+
+    `connection` is the connection the frame belongs to, when this process holds
+    it: a `resume` replays on it and an `ack` moves its window. Without it (an
+    HTTP frame whose stream is served by another process) an ack is still written.
+    Raises ServiceError (and the database's errors) for the caller to report.
+    """
+    extra: dict[str, Any] = {}
+    if isinstance(frame, Ping):
+        return protocol.pong(frame.ref)
+    if isinstance(frame, Resume):
+        if connection is None:
+            raise ServiceError("no_stream", "resume replays on a stream this server holds: reconnect the stream with Last-Event-ID")
+        await connection.resume(frame.since)
+    elif isinstance(frame, Ack):
+        if connection is not None:
+            await connection.ack(frame.seq, confirm=frame.ref is not None)
+        else:
+            written = hub.hub().record_ack(user_id, frame.seq)  # ack_many keeps it within the head
+            if frame.ref is not None:
+                await asyncio.shield(written)
+    elif isinstance(frame, Read):
+        result = await database_sync_to_async(services.mark_read)(user_id=user_id, ids=frame.ids, everything=frame.all)
+        extra.update(unread=result.unread, head_seq=result.head_seq)
+    elif isinstance(frame, Subscribe):
+        await database_sync_to_async(services.subscribe)(user_id=user_id, slug=frame.topic)
+    elif isinstance(frame, Unsubscribe):
+        await database_sync_to_async(services.unsubscribe)(user_id=user_id, slug=frame.topic)
+    return protocol.reply(frame.ref, **extra) if frame.ref is not None else None
