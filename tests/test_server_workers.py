@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
 
 from notifications import presence, protocol, services, supervisor
-from tests.conftest import DaphneServer
+from tests.conftest import ROOT, DaphneServer, free_port
 from tests.test_server_limits import connect, notifications_until, notifications_until_closed
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
@@ -126,3 +128,12 @@ def test_more_than_one_worker_needs_redis_and_a_tcp_port() -> None:
         supervisor.plan(2, ["-u", "/tmp/s", "app"], {"REDIS_URL": "redis://x"})
     plan = supervisor.plan(2, ["-b", "0.0.0.0", "-p", "80", "--proxy-headers", "app"], {"REDIS_URL": "redis://x"})
     assert (plan.host, plan.port, plan.daphne_args) == ("0.0.0.0", 80, ["--proxy-headers", "app"])
+
+
+def test_a_worker_that_cannot_start_stops_the_parent_instead_of_being_restarted_forever() -> None:
+    env = {**os.environ, "NOTIFY_WORKERS": "2", "DJANGO_LOG_LEVEL": "WARNING"}
+    cmd = [sys.executable, "-m", supervisor.SERVER_MODULE, "-b", "127.0.0.1", "-p", str(free_port()), "no_such_module:application"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "exited with 1 as it started: stopping" in done.stderr
+    assert done.stderr.count("No module named 'no_such_module'") == 2  # each worker tried once
