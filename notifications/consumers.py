@@ -72,7 +72,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
         self.hub = hub.hub()
         await self.hub.attach(self)
         if self.scope.get("token_use_stale"):
-            self.hub.record_token_use(int(self.credential[1]))
+            self.hub.writes.record_token_use(int(self.credential[1]))
         # A token's check read the head too, before this socket could attach: good unless a push
         # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
         state = self.scope.get("stream_state")
