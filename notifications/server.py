@@ -225,6 +225,10 @@ class NotificationServer(Server):
         port.doRead = paced_read
         super().listen_success(port)
         log.info("pid %d listening on %s", os.getpid(), port.getHost())  # daphne's own line is below its log level here
+        ready = os.environ.pop(supervisor.READY_FD, None)
+        if ready is not None:  # a parent restarting its workers waits for this before it drains the old one
+            os.write(int(ready), b"1")
+            os.close(int(ready))
 
     def drain(self) -> None:
         if self.draining:

@@ -17,7 +17,9 @@ from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
 
 from notifications import presence, protocol, services, supervisor
+from notifications.client import Client, Listener
 from tests.conftest import ROOT, DaphneServer, free_port
+from tests.test_faults_nodes import collect, until
 from tests.test_server_limits import connect, notifications_until, notifications_until_closed
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
@@ -137,3 +139,45 @@ def test_a_worker_that_cannot_start_stops_the_parent_instead_of_being_restarted_
     assert done.returncode == 1, done.stderr[-2000:]
     assert "exited with 1 as it started: stopping" in done.stderr
     assert done.stderr.count("No module named 'no_such_module'") == 2  # each worker tried once
+
+
+async def test_sighup_restarts_the_workers_one_at_a_time_while_the_port_keeps_serving_and_nothing_is_lost(
+    workers: DaphneServer, make_user: Any, token_for: Any
+) -> None:
+    """A deploy on one host: new workers listen before the old ones drain; every client resumes, losing and repeating nothing."""
+    users = [await sync_to_async(make_user)() for _ in range(12)]
+    publisher = Client(workers.url, await sync_to_async(token_for)(await sync_to_async(make_user)("publisher-svc"), ("publish",)))
+    listeners = [
+        Listener(
+            workers.ws_url,
+            token=await sync_to_async(token_for)(u, ("read",)),
+            since=0,
+            ack_interval=0.1,
+            backoff_base=0.05,
+            backoff_max=0.5,
+        )
+        for u in users
+    ]
+    received: list[list[int]] = [[] for _ in listeners]
+    collectors = [asyncio.create_task(collect(listener, into)) for listener, into in zip(listeners, received, strict=True)]
+    old = children(workers)
+    try:
+        await until(lambda: all(listener.state == "live" for listener in listeners), lambda: "every listener live")
+        assert workers.proc is not None
+        workers.proc.send_signal(signal.SIGHUP)
+        for n in range(10):  # published while the workers are replaced
+            await asyncio.to_thread(publisher.publish, users=[u.id for u in users], title=f"n{n}")
+        # Both old workers gone, two new ones in their place; the parent never stopped.
+        await until(lambda: len(children(workers)) == 2 and not children(workers) & old, lambda: f"children {children(workers)}, old {old}")
+        assert workers.proc.poll() is None
+        # The port accepted all along: a new client comes up at once.
+        late = await connect(workers, await sync_to_async(token_for)(users[0]))
+        await late.close()
+        await until(lambda: all(len(got) >= 10 for got in received), lambda: f"every listener caught up: {[len(g) for g in received]}")
+    finally:
+        for listener in listeners:
+            await listener.close()
+        await asyncio.gather(*collectors, return_exceptions=True)
+    assert all(got == list(range(1, 11)) for got in received), received
+    assert all(listener.connections >= 2 for listener in listeners)  # each was moved to a new worker
+    assert "restart done" in workers.log.read_text()
