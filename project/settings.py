@@ -189,7 +189,12 @@ if REDIS_URL:
             # Apart from the channel layer's keys (CHANNEL_PREFIX) on the same Redis.
             "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "cache"),
             # A limit is not worth a request: a Redis that does not answer soon lets it through.
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            "OPTIONS": {
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
+                # One pool for the process, not one per request thread (notifications/shared_redis_pool.py).
+                "pool_class": "notifications.shared_redis_pool.SharedConnectionPool",
+            },
         }
     }
 else:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
@@ -259,3 +261,23 @@ def test_the_limit_is_shared_by_two_daphne_processes_on_redis(daphne_factory: An
         assert 1 <= int(headers["Retry-After"]) <= HOUR
     other = token_for(make_user("other-svc"), ("publish",))
     assert _publish(nodes[1].url, other, user.id)[0] == 201
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the counts live in local memory without Redis")
+def test_every_request_thread_counts_through_one_redis_pool() -> None:
+    """Django builds a cache per thread; each used to open its own Redis connection for every request."""
+    from django.core.cache import caches
+
+    def pool_of_a_new_thread() -> Any:
+        found: list[Any] = []
+
+        def look() -> None:
+            cache: Any = caches["default"]  # this thread's own RedisCache instance
+            found.append(cache._cache.get_client(write=True).connection_pool)
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join(10)
+        return found[0]
+
+    assert pool_of_a_new_thread() is pool_of_a_new_thread()
