@@ -53,6 +53,15 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (a server's workers), from /proc/<pid>/task/<pid>/children."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(int(child) for child in children)]
+
+
 def pids_named(name: str) -> list[int]:
     """Pids whose command is `name` (postgres, redis-server): their CPU is part of a run's cost."""
     found = []
@@ -96,14 +105,20 @@ class Env:
 
 @dataclass
 class Peer:
-    name: str  # ours | ours-uvicorn | ours-stream | channels | socketio | bare
+    name: str  # ours | ours-uvicorn | ours-stream | ours-2 | channels | socketio | socketio-2 | bare
     label: str
     stores: bool  # persistence: only this service can replay or publish over HTTP
     client: str = ""  # the framing its clients speak and how it is published to; the name if empty
     stream: bool = False  # its clients read the event stream (SSE, frames POSTed) instead of a socket
+    workers: int = 1  # server processes sharing the port
 
     def __post_init__(self) -> None:
         self.client = self.client or self.name
+
+    @property
+    def server(self) -> str:
+        """Which server it runs: the name without the worker count."""
+        return self.name.removesuffix(f"-{self.workers}") if self.workers > 1 else self.name
 
 
 PEERS = {
@@ -116,6 +131,10 @@ PEERS = {
     "channels": Peer("channels", "plain Channels (daphne + channels-redis group_send)", False),
     "socketio": Peer("socketio", "python-socketio + AsyncRedisManager (uvicorn)", False),
     "bare": Peer("bare", "bare websockets, in-process broadcast", False),
+    # Per core, side by side: two processes sharing one port each (ours: --workers, which binds it
+    # in the parent; uvicorn: --workers, the same), python-socketio over its websocket transport.
+    "ours-2": Peer("ours-2", "this service, --workers 2 (daphne + PostgreSQL + Redis, acks on)", True, client="ours", workers=2),
+    "socketio-2": Peer("socketio-2", "python-socketio + AsyncRedisManager (uvicorn --workers 2)", False, client="socketio", workers=2),
 }
 
 # uvicorn's WebSocket implementation for ours-uvicorn (BENCH_UVICORN_WS: websockets, websockets-sansio, wsproto).
@@ -147,9 +166,15 @@ class Server:
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         endpoint = f"tcp:port={self.port}:interface=127.0.0.1"
-        if self.peer.name in {"ours", "ours-stream"}:
-            # Its own listen backlog, as scripts/run and docker compose start it (server.LISTEN_BACKLOG).
-            return [PY, "-m", "notifications.server", "-v", "0", "-e", endpoint, "project.asgi:application"], self.env.django()
+        if self.peer.server in {"ours", "ours-stream"}:
+            # Its own listen backlog, as scripts/run and docker compose start it (server.LISTEN_BACKLOG);
+            # with workers the parent binds the port, so a host and a port rather than an endpoint.
+            where = (
+                ["-e", endpoint]
+                if self.peer.workers == 1
+                else ["-b", "127.0.0.1", "-p", str(self.port), "--workers", str(self.peer.workers)]
+            )
+            return [PY, "-m", "notifications.server", "-v", "0", *where, "project.asgi:application"], self.env.django()
         endpoint += ":backlog=2048"
         if self.peer.name == "channels":
             return [PY, "-m", "daphne", "-v", "0", "-e", endpoint, "bench.peers.channels_app:application"], self.env.peer()
@@ -157,13 +182,13 @@ class Server:
             # The app has no lifespan handler (Channels' router refuses the scope): off, not probed.
             args = [*self._uvicorn_args(UVICORN_WS), "--lifespan", "off"]
             return [PY, "-m", "uvicorn", "project.asgi:application", *args], self.env.django()
-        if self.peer.name == "socketio":
+        if self.peer.server == "socketio":
             return [PY, "-m", "uvicorn", "bench.peers.socketio_app:app", *self._uvicorn_args("websockets")], self.env.peer()
         return [PY, "-m", "bench.peers.bare_ws", str(self.port)], self.env.peer()
 
     def _uvicorn_args(self, ws: str) -> list[str]:
         args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws", ws, "--loop", "asyncio", "--backlog", "2048"]
-        return [*args, "--log-level", "warning", "--no-access-log"]
+        return [*args, "--workers", str(self.peer.workers), "--log-level", "warning", "--no-access-log"]
 
     async def start(self, extra_env: dict[str, str] | None = None, poll_s: float = 0.1) -> Server:
         cmd, env = self.command()
@@ -178,11 +203,18 @@ class Server:
             if self.proc.returncode is not None:
                 raise RuntimeError(f"{self.peer.name} server exited: see {log.name}")
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                self.ready_at = time.monotonic()
-                writer.close()
-                return self
-            except OSError:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                try:
+                    # With workers the parent listens before any worker serves: wait for an answer.
+                    if self.peer.workers > 1:
+                        writer.write(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                        if not (await asyncio.wait_for(reader.read(16), 1.0)).startswith(b"HTTP/1."):
+                            raise OSError("no answer yet")
+                    self.ready_at = time.monotonic()
+                    return self
+                finally:
+                    writer.close()
+            except (OSError, TimeoutError):
                 await asyncio.sleep(poll_s)
         raise RuntimeError(f"{self.peer.name} server did not listen within 30 s")
 
@@ -191,8 +223,17 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The server's processes: with workers, the parent and each of them."""
+        return process_tree(self.pid)
+
     async def stop(self) -> None:
+        workers = self.pids[1:] if self.proc is not None and self.proc.returncode is None else []
         await _stop(self.proc)
+        for pid in workers:  # the parent stops its workers; one it could not stop is killed here, by its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def _stop(proc: asyncio.subprocess.Process | None) -> None:

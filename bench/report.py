@@ -38,6 +38,8 @@ LABELS = {
     "channels": "plain Channels",
     "socketio": "python-socketio",
     "bare": "bare websockets",
+    "ours-2": "this service, 2 workers",
+    "socketio-2": "python-socketio, 2 workers",
 }
 
 # (scenario, key, row label, format, better)
@@ -299,8 +301,16 @@ def plot(results: dict[str, dict[str, Any]], peers: list[str]) -> None:
         ("storm", "all_back_s", "f. reconnect storm, all back (s)", "lower is better"),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
-    colors = {"ours": "#2b6cb0", "ours-uvicorn": "#63b3ed", "ours-stream": "#805ad5"}
-    colors |= {"channels": "#718096", "socketio": "#dd6b20", "bare": "#38a169"}
+    colors = {
+        "ours": "#2b6cb0",
+        "ours-uvicorn": "#63b3ed",
+        "ours-stream": "#805ad5",
+        "channels": "#718096",
+        "socketio": "#dd6b20",
+        "bare": "#38a169",
+        "ours-2": "#1a365d",
+        "socketio-2": "#9c4221",
+    }
     for ax, (scenario, key, title, note) in zip(axes, panels, strict=True):
         names, values = [], []
         for p in peers:

@@ -141,7 +141,7 @@ class Run:
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each part of the run (PostgreSQL and Redis: every process, shared ones too)."""
         return {
-            "server": cpu_seconds(self.server.pid),
+            "server": sum(cpu_seconds(pid) for pid in self.server.pids),
             "publisher": cpu_seconds(self.pub.proc.pid) if self.pub and self.pub.proc else 0.0,
             "loadgen": sum(cpu_seconds(p.proc.pid) for p in self.workers.procs if p.proc),
             "postgres": sum(cpu_seconds(pid, children=True) for pid in pids_named("postgres")),
@@ -283,13 +283,13 @@ async def connections(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[st
         if warm["failed"]:
             return _failed("warm-up connect", **warm)
         await asyncio.sleep(1.0)
-        before = rss_kb(run.server.pid)
+        before = sum(rss_kb(pid) for pid in run.server.pids)
         await run.profile("connections")
         conn = await connect(run.workers, run.server, peer, data, n, concurrency=sizes.connect_concurrency)
         if conn["failed"]:
             return _failed(f"{conn['failed']} of {n} did not connect", errors=conn["errors"])
         await asyncio.sleep(2.0)
-        after = rss_kb(run.server.pid)
+        after = sum(rss_kb(pid) for pid in run.server.pids)
         got = await run.burst(1, 120)
         if not got["complete"]:
             return _failed(f"broadcast: {got['missing']} of {n} lost", errors=got["errors"])

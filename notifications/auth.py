@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -237,27 +237,51 @@ def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
 # --- WebSocket -----------------------------------------------------------------
 
 
-class _CredentialFromSession:
-    """Inside AuthMiddlewareStack: the session's user as user_id, and the session as the credential checked every heartbeat."""
+HANDSHAKE = "notify_handshake"  # the scope key WebsocketAuthMiddleware leaves its Handshake under
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+
+def _admitted_nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the socket's authentication hands the consumer, whichever way the socket came in."""
+
+    user_id: users.UserId | None  # None: not authenticated (the consumer closes 4401)
+    credential: Credential  # checked every heartbeat
+    admitted: Callable[[], None] = _admitted_nothing  # releases this socket's place in admission once it is up
+    # A token's check reads the user's stream head in the same statement (authenticate_socket_token):
+    stream: selectors.StreamState | None = None
+    stream_read_at: float = 0.0  # time.monotonic() before that statement
+    token_use_stale: bool = False  # the token's last_used_at is due to be written (the hub batches it)
+
+
+class _SessionHandshake:
+    """Inside AuthMiddlewareStack: the session's user, with the session as the credential checked every heartbeat."""
+
+    def __init__(self, app: Any, admitted: Callable[[], None]) -> None:
+        self.app, self.admitted = app, admitted
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         session = scope.get("session")
-        key = session.session_key if session is not None else None
-        scope["credential"] = ("session", key or "")
         user = scope.get("user")
-        scope["user_id"] = user.pk if user is not None and user.is_authenticated else None
-        return await self.app(scope, receive, send)
+        handshake = Handshake(
+            user_id=user.pk if user is not None and user.is_authenticated else None,
+            credential=("session", (session.session_key if session is not None else None) or ""),
+            admitted=self.admitted,
+        )
+        return await self.app({**scope, HANDSHAKE: handshake}, receive, send)
 
 
 class WebsocketAuthMiddleware:
-    """Bearer token (an API token or an app's connection token), `?token=` or `?ticket=`, else session cookie behind the origin check."""
+    """Bearer token (an API token or an app's connection token), `?token=` or `?ticket=`, else session cookie behind the origin check.
+
+    It leaves a Handshake in the scope under HANDSHAKE for the consumer.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.cookie_app = TrustedOriginValidator(AuthMiddlewareStack(_CredentialFromSession(app)))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not await availability.ready():
@@ -269,61 +293,63 @@ class WebsocketAuthMiddleware:
             return await close_socket_unavailable(receive, send)
         try:
             # The consumer releases once its socket is up; this covers every other way out.
-            return await self._authenticated(scope | {"admitted": release}, receive, send)
+            return await self._authenticated(scope, receive, send, release)
         finally:
             release()
 
-    async def _authenticated(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def _authenticated(self, scope: dict[str, Any], receive: Any, send: Any, admitted: Callable[[], None]) -> Any:
+        async def with_handshake(handshake: Handshake) -> Any:
+            return await self.app({**scope, HANDSHAKE: handshake}, receive, send)
+
         authorization = header(scope, b"authorization")
         query = parse_qs(scope.get("query_string", b"").decode("latin1"))
         if authorization is not None:
             # Browsers cannot set this header on a WebSocket, so no origin check is needed.
             scheme, _, secret = authorization.partition(" ")
+            secret = secret.strip()
+            if scheme.lower() == "bearer" and connection_tokens.looks_like_one(secret):
+                connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(secret)
+                return await with_handshake(_connected(connected, admitted))
             # Taken before the statement: a push the hub dispatches from here on may be missing from the head it reads.
             read_at = time.monotonic()
             # Any worker thread, not the one every thread-sensitive call of the process shares: connects in parallel.
             token = (
-                await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret.strip())
+                await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret)
                 if scheme.lower() == "bearer"
                 else None
             )
-            if scheme.lower() == "bearer" and connection_tokens.looks_like_one(secret.strip()):
-                connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(secret.strip())
-                if connected is not None:
-                    return await self.app({**scope, "user_id": connected.user.pk, "credential": connected.credential}, receive, send)
-            if token is not None and Scope.READ in token.scopes:
-                # The consumer hands last_used_at to its hub, which writes it with the acks.
-                credential = ("token", str(token.token_id))
-                scope = {
-                    **scope,
-                    "user_id": token.user_id,
-                    "credential": credential,
-                    "token_use_stale": token.use_is_stale,
-                    "stream_state": token.stream,
-                    "stream_read_at": read_at,
-                }
-            else:
-                scope = {**scope, "user_id": None, "credential": ("token", "")}
-            return await self.app(scope, receive, send)
+            if token is None or Scope.READ not in token.scopes:
+                return await with_handshake(Handshake(None, ("token", ""), admitted))
+            return await with_handshake(
+                Handshake(
+                    token.user_id,
+                    ("token", str(token.token_id)),
+                    admitted,
+                    stream=token.stream,
+                    stream_read_at=read_at,
+                    token_use_stale=token.use_is_stale,
+                )
+            )
         if "token" in query:
             # An app's connection token, from a page on one of its origins (NOTIFY_ALLOWED_ORIGINS).
             if header(scope, b"origin") is not None and not allowed_origin(scope):
                 return await refuse_handshake(receive, send)
             connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(query["token"][0])
-            if connected is None:
-                scope = {**scope, "user_id": None, "credential": ("connection", "")}
-            else:
-                scope = {**scope, "user_id": connected.user.pk, "credential": connected.credential}
-            return await self.app(scope, receive, send)
+            return await with_handshake(_connected(connected, admitted))
         if "ticket" in query:
             redeemed = await database_sync_to_async(redeem_ticket, thread_sensitive=False)(query["ticket"][0])
             if redeemed is None:
-                scope = {**scope, "user_id": None, "credential": ("user", "")}
-            else:
-                scope = {**scope, "user_id": redeemed.user.pk, "credential": redeemed.credential}
-            return await self.app(scope, receive, send)
+                return await with_handshake(Handshake(None, ("user", ""), admitted))
+            return await with_handshake(Handshake(redeemed.user.pk, redeemed.credential, admitted))
         if header(scope, b"origin") is None:
             # Not a browser (browsers always send Origin): no cookie auth without
             # the origin check, but say 4401 rather than refuse the handshake.
-            return await self.app({**scope, "user_id": None, "credential": ("session", "")}, receive, send)
-        return await self.cookie_app(scope, receive, send)
+            return await with_handshake(Handshake(None, ("session", ""), admitted))
+        cookie_app = TrustedOriginValidator(AuthMiddlewareStack(_SessionHandshake(self.app, admitted)))
+        return await cookie_app(scope, receive, send)
+
+
+def _connected(connected: connection_tokens.ConnectionToken | None, admitted: Callable[[], None]) -> Handshake:
+    if connected is None:
+        return Handshake(None, ("connection", ""), admitted)
+    return Handshake(connected.user.pk, connected.credential, admitted)

@@ -150,7 +150,7 @@ class SyncedConnection:
         """Batched by the hub; with a `ref` the reply waits until the ack is written."""
         to_record = self.sync.on_ack(seq)
         if to_record is not None:
-            written = self.hub.record_ack(self.user_id, to_record)
+            written = self.hub.writes.record_ack(self.user_id, to_record)
             if confirm:
                 await asyncio.shield(written)
 
@@ -174,7 +174,7 @@ async def answer(frame: ClientFrame, *, user_id: users.UserId, connection: Synce
         if connection is not None:
             await connection.ack(frame.seq, confirm=frame.ref is not None)
         else:
-            written = hub.hub().record_ack(user_id, frame.seq)  # ack_many keeps it within the head
+            written = hub.hub().writes.record_ack(user_id, frame.seq)  # ack_many keeps it within the head
             if frame.ref is not None:
                 await asyncio.shield(written)
     elif isinstance(frame, Read):

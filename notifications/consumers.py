@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.db import OperationalError
 
-from . import availability, connection, hub, protocol, selectors
+from . import auth, availability, connection, hub, protocol, selectors
 from .connection import SyncedConnection, since_from
 from .errors import ServiceError
 from .protocol import CLOSE_RATE_LIMITED, CLOSE_TOO_BIG_SEEN_BY_APP, CLOSE_UNAUTHENTICATED, ClientFrame, FrameError
@@ -48,12 +48,19 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
 
     # --- lifecycle ---------------------------------------------------------------
 
+    @property
+    def handshake(self) -> auth.Handshake:
+        """Left in the scope by auth.WebsocketAuthMiddleware, whichever way the socket came in."""
+        found = self.scope[auth.HANDSHAKE]
+        assert isinstance(found, auth.Handshake)
+        return found
+
     async def connect(self) -> None:
         try:
             await self._connect()
         finally:
             # Up (welcome and the first replay sent) or refused: the next handshake may start (admission.py).
-            self.scope.get("admitted", lambda: None)()
+            self.handshake.admitted()
 
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
@@ -61,22 +68,21 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
         self.tokens = float(self.settings.client_frame_burst)
         self.tokens_at = time.monotonic()
 
-        # Set by auth.WebsocketAuthMiddleware, whichever way the socket came in.
-        user_id = self.scope.get("user_id")
-        if user_id is None:
+        handshake = self.handshake
+        if handshake.user_id is None:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user_id = user_id
-        self.credential = self.scope["credential"]
+        self.user_id = handshake.user_id
+        self.credential = handshake.credential
         self.hub = hub.hub()
         await self.hub.attach(self)
-        if self.scope.get("token_use_stale"):
-            self.hub.record_token_use(int(self.credential[1]))
+        if handshake.token_use_stale:
+            self.hub.writes.record_token_use(int(self.credential[1]))
         # A token's check read the head too, before this socket could attach: good unless a push
         # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
-        state = self.scope.get("stream_state")
-        if state is None or self.hub.dispatched.since(self.scope["stream_read_at"], self.user_id):
+        state = handshake.stream
+        if state is None or self.hub.dispatched.since(handshake.stream_read_at, self.user_id):
             # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
             state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
         await self.accept()

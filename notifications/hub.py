@@ -1,9 +1,10 @@
 """Each server process's hub: receives pushes from the channel layer and fans them out to its sockets.
 
 One hub per event loop (per server process; one per test loop). It keeps one
-channel in push.NODES_GROUP for its life, batches the acks of all its sockets
-into one write, and beats for all of them: one query for every local user's
-head, one check of every credential.
+channel in push.NODES_GROUP for its life, fans pushes out to its listeners
+(sockets and event streams), and beats for all of them: one query for every
+local user's head, one check of every credential. Their acks and tokens' last
+use go through its BatchedWrites (batched_writes.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import auth, conf, lifecycle, presence, push, selectors, services, users
+from . import auth, conf, lifecycle, presence, push, selectors, users
 from .admission import admission
+from .batched_writes import BatchedWrites
 
 log = logging.getLogger(__name__)
 
-ACK_FLUSH_SECONDS = 0.05  # acks wait at most this long to be written, together
 GROUP_REFRESH_SECONDS = 60  # re-join the group this often: settings' group_expiry (300 s) forgets dead nodes
 READ_AHEAD = 100  # channel-layer messages the hub reads ahead while it is busy sending
 YIELD_EVERY = 100  # socket sends between turns of the event loop, so reading and inbound frames go on
@@ -94,10 +95,7 @@ class Hub:
         self.channel = ""
         self.joined_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._acks: dict[users.UserId, int] = {}  # user -> highest acked seq, not yet written
-        self._token_uses: set[int] = set()  # tokens whose last_used_at is due, not yet written
-        self._flush: asyncio.Task[None] | None = None
-        self._writing = asyncio.Lock()
+        self.writes = BatchedWrites()  # the acks and token uses of every local socket
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
         self.dispatched = Dispatched()
 
@@ -133,58 +131,15 @@ class Hub:
         self._tasks = []
         self._ready.clear()
         self.channel = ""  # the next start may be on another layer instance
-        await self.written()
+        await self.writes.written()
 
     async def leave(self) -> None:
         """The process is stopping: write the acks still pending, leave the group, stop."""
-        await self.written()
+        await self.writes.written()
         if self.channel:
             with contextlib.suppress(Exception):  # the group forgets us after group_expiry anyway
                 await asyncio.wait_for(get_channel_layer().group_discard(push.NODES_GROUP, self.channel), 2)
         await self.stop()
-
-    # Acks (and tokens' last use) from every local socket are written together:
-    # one UPDATE per ACK_FLUSH_SECONDS for the whole process, not one per frame or connect.
-    def record_ack(self, user_id: users.UserId, seq: int) -> asyncio.Task[None]:
-        """Queue a cumulative ack; the returned task finishes once it is written (await it to confirm)."""
-        if seq > self._acks.get(user_id, 0):
-            self._acks[user_id] = seq
-        return self._flush_soon()
-
-    def record_token_use(self, token_id: int) -> asyncio.Task[None]:
-        self._token_uses.add(token_id)
-        return self._flush_soon()
-
-    async def written(self) -> None:
-        """Returns once what was queued before the call has been written (or failed and been queued again)."""
-        if self._flush is not None:
-            await asyncio.gather(self._flush, return_exceptions=True)
-        async with self._writing:  # and a write already under way
-            pass
-
-    def _flush_soon(self) -> asyncio.Task[None]:
-        if self._flush is None:
-            self._flush = asyncio.create_task(self._write_batched())
-        return self._flush
-
-    async def _write_batched(self) -> None:
-        await asyncio.sleep(ACK_FLUSH_SECONDS)
-        # One write at a time: what comes in meanwhile waits, and goes in the next one together.
-        async with self._writing:
-            acks, self._acks = self._acks, {}
-            token_uses, self._token_uses = self._token_uses, set()
-            self._flush = None  # later acks start the next flush
-            try:
-                # Off the thread every other database call of the process shares: the
-                # write may wait for a publish that holds these users' streams.
-                await database_sync_to_async(_write, thread_sensitive=False)(acks, token_uses)
-            except Exception:
-                # Only the delivered cursor and last_used_at are late: put them back for the next flush.
-                log.exception("writing %d acks failed; retrying with the next ones", len(acks))
-                for user_id, seq in acks.items():
-                    self.record_ack(user_id, seq)
-                for token_id in token_uses:
-                    self.record_token_use(token_id)
 
     def detach(self, listener: Listener) -> None:
         group = self.listeners.get(listener.user_id)
@@ -346,13 +301,6 @@ async def _each(listeners: Iterable[Listener], send: Callable[[Listener], Awaita
             failed.append(error)
     if failed:
         log.warning("%s failed on %d sockets; the first:", what, len(failed), exc_info=failed[0])
-
-
-def _write(acks: dict[users.UserId, int], token_uses: set[int]) -> None:
-    if acks:
-        services.ack_many(acks)
-    if token_uses:
-        auth.record_token_use(token_uses)
 
 
 def _heartbeat_state(

@@ -1,8 +1,9 @@
 """The server: daphne, extended where a notification service needs more than its defaults.
 
-    python -m notifications.server -b 0.0.0.0 -p 8000 project.asgi:application
+    python -m notifications.server -b 0.0.0.0 -p 8000 [--workers N] project.asgi:application
 
-takes daphne's own arguments. What it adds, each where only the server can do it:
+takes daphne's own arguments, and --workers (NOTIFY_WORKERS): that many server
+processes sharing the port (supervisor.py). What it adds, each where only the server can do it:
 
 - **Bounded send buffers.** An ASGI app cannot see what a socket's transport
   still holds. A client that stops reading (or acks what it never read) would
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
+import sys
 from typing import Any
 
 from daphne.cli import CommandLineInterface
@@ -33,7 +36,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.internet import reactor as twisted_reactor
 
-from . import conf, lifecycle, protocol
+from . import conf, lifecycle, protocol, supervisor
 from .admission import admission
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,11 @@ class NotificationServer(Server):
 
         port.doRead = paced_read
         super().listen_success(port)
+        log.info("pid %d listening on %s", os.getpid(), port.getHost())  # daphne's own line is below its log level here
+        ready = os.environ.pop(supervisor.READY_FD, None)
+        if ready is not None:  # a parent restarting its workers waits for this before it drains the old one
+            os.write(int(ready), b"1")
+            os.close(int(ready))
 
     def drain(self) -> None:
         if self.draining:
@@ -258,7 +266,10 @@ class NotificationServerCLI(CommandLineInterface):
 
 
 def main() -> None:
-    NotificationServerCLI.entrypoint()
+    workers, daphne_args = supervisor.workers_option(sys.argv[1:], os.environ)
+    if workers > 1:
+        sys.exit(supervisor.run(workers=workers, argv=daphne_args, backlog=LISTEN_BACKLOG))
+    NotificationServerCLI().run(daphne_args)
 
 
 if __name__ == "__main__":

@@ -149,12 +149,17 @@ class DaphneServer:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daphne exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            # An answer, not a connection: with --workers the port listens before a child serves it.
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.settimeout(1.0)
+                    sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    if sock.recv(16).startswith(b"HTTP/1."):
+                        return
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"daphne did not listen on {self.port} within {timeout}s")
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daphne did not serve on {self.port} within {timeout}s")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -98,6 +98,8 @@ def test_compose_commands_are_the_ones_the_tests_run(compose_config: dict[str, A
     # The server and application tests/conftest.py's DaphneServer runs.
     assert web[:3] == ["python", "-m", SERVER_MODULE] and web[-1] == ASGI_APP
     assert web[web.index("-p") + 1] == "8000"
+    # Every core of a web container serves (notifications/supervisor.py).
+    assert services["web"]["environment"]["NOTIFY_WORKERS"] == "auto"
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert "python manage.py prune" in services["prune"]["command"][-1]
     # The image's default command is the web service's, so `docker run` serves the same thing.

@@ -544,7 +544,7 @@ async def test_hub_rejoins_its_group_when_membership_would_expire(user: Any, fas
 async def test_token_last_used_is_recorded(user: Any) -> None:
     issued = await database_sync_to_async(auth.issue_token)(user=user, scopes=["read"])
     ws, _ = await welcome(user, token=issued.secret)
-    await hub.hub().written()  # the hub writes last_used_at with its next batch of acks
+    await hub.hub().writes.written()  # the hub writes last_used_at with its next batch of acks
     assert await database_sync_to_async(lambda: ApiToken.objects.get(pk=issued.token.pk).last_used_at)() is not None
     await ws.disconnect()
 

@@ -26,8 +26,8 @@ def test_every_copy_of_the_field_list_matches_the_frame() -> None:
     assert set(NotificationOut.model_fields) == FIELDS | {"expires_at", "read_at"}
     for name in ("CLOSE_UNAUTHENTICATED", "CLOSE_FORBIDDEN", "CLOSE_RATE_LIMITED"):
         assert getattr(client, name) == getattr(protocol, name), name
-    # The admin's detail page shows every column, and whether some device acked it.
-    assert set(NotificationAdmin.fields) == {f.name for f in Notification._meta.concrete_fields} - {"id"} | {"delivered"}
+    # The admin's detail page shows every column, whether some device acked it, and where it was sent away.
+    assert set(NotificationAdmin.fields) == {f.name for f in Notification._meta.concrete_fields} - {"id"} | {"delivered", "sent_away"}
 
 
 @pytest.mark.django_db

@@ -38,69 +38,76 @@ _FRAME_OBJECT = (
 
 class PostgresBackend:
     def insert(self, rows: list[NewRow]) -> None:
-        # One statement locks the streams (in user id order, the order every writer
-        # uses, so writers never deadlock), advances them and inserts the rows.
-        # Everything else is prepared before it: batches to the same users queue
-        # on these locks, so they are held for one round trip and the commit.
+        # Two statements, everything else prepared before them. The first locks the
+        # recipients' streams in user id order (the order every writer uses, so
+        # writers never deadlock) and reads their heads. The second, under those
+        # locks, advances the streams and inserts the rows with their seqs. A writer
+        # that waited for the locks waited in the first statement; had it waited in
+        # the one that updates, READ COMMITTED would re-check every row it locked in
+        # its new version, once the other committed (docs/benchmarks.md, change 26).
         conn = transaction.get_connection()
         qn = conn.ops.quote_name
         counts = Counter(row.recipient_id for row in rows)
         user_ids = sorted(counts)
+        streams = qn(UserStream._meta.db_table)
+        user_type = users.db_type(conn)
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"SELECT user_id, head_seq FROM {streams} WHERE user_id = ANY(%s::{user_type}[]) ORDER BY user_id FOR UPDATE", [user_ids]
+            )
+            heads: dict[users.UserId, int] = dict(cursor.fetchall())
+            if len(heads) != len(user_ids):
+                raise MissingStreams([u for u in user_ids if u not in heads])
+            for row in rows:
+                row.seq += heads[row.recipient_id]
+            sql, params = self._insert_statement(conn, rows)
+            cursor.execute(
+                f"""
+                WITH advanced AS (
+                    UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n
+                    FROM unnest(%s::{user_type}[], %s::bigint[]) AS m(user_id, n) WHERE s.user_id = m.user_id
+                ) {sql}
+                """,
+                [user_ids, [counts[u] for u in user_ids], *params],
+            )
+            stored = cursor.fetchall()
+        by_key = {(recipient_id, seq): id_ for id_, recipient_id, seq, _ in stored}
+        # statement_timestamp(): the second statement's start, under the locks, so created_at follows seq order.
+        # It comes as epoch microseconds: cheaper than a timestamptz per row.
+        created_at = EPOCH + timedelta(microseconds=stored[0][3])
+        for row in rows:
+            row.id = by_key[(row.recipient_id, row.seq)]
+            row.created_at = created_at
+
+    @staticmethod
+    def _insert_statement(conn: Any, rows: list[NewRow]) -> tuple[str, list[Any]]:
+        """INSERT ... SELECT of the rows: a column with one value for all is one parameter, a varying one one JSON array."""
+        qn = conn.ops.quote_name
         columns = [f for f in Notification._meta.concrete_fields if not f.primary_key]
         select: list[str] = []
         scalars: list[Any] = []
-        arrays: list[tuple[str, list[Any]]] = [("recipient", [row.recipient_id for row in rows]), ("place", [row.seq for row in rows])]
+        arrays: list[tuple[str, list[Any]]] = []
         for f in columns:
-            if f.attname == "recipient_id":
-                select.append("a.user_id")
-            elif f.attname == "seq":
-                select.append("a.base + u.place::bigint")
-            elif f.attname == "created_at":
-                select.append("a.at")
+            if f.attname == "created_at":
+                select.append("statement_timestamp()")
+                continue
+            values = [getattr(row, f.attname) for row in rows]
+            first = values[0]
+            if f.attname not in {"recipient_id", "seq"} and all(v is first or v == first for v in values):
+                select.append(f"%s::{f.db_type(conn)}")
+                scalars.append(f.get_db_prep_save(first, conn))
             else:
-                values = [getattr(row, f.attname) for row in rows]
-                first = values[0]
-                if all(v is first or v == first for v in values):
-                    select.append(f"%s::{f.db_type(conn)}")
-                    scalars.append(f.get_db_prep_save(first, conn))
-                else:
-                    select.append(f"u.c{len(arrays)}::{f.db_type(conn)}")
-                    arrays.append((f.get_internal_type(), values))
+                select.append(f"u.c{len(arrays)}::{f.db_type(conn)}")
+                arrays.append((f.get_internal_type(), values))
         # A varying column travels as one JSON array, split by PostgreSQL in C.
         sources = ", ".join(f"json_array_elements{'' if kind == 'JSONField' else '_text'}(%s::json)" for kind, _ in arrays)
-        names = ", ".join(["recipient", "place", *(f"c{i}" for i in range(2, len(arrays)))])
-        streams = qn(UserStream._meta.db_table)
-        user_type = users.db_type(conn)
-        sql = f"""
-            WITH locked AS MATERIALIZED (
-                SELECT user_id FROM {streams} WHERE user_id = ANY(%s::{user_type}[]) ORDER BY user_id FOR UPDATE
-            ), advanced AS (
-                UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n
-                FROM unnest(%s::{user_type}[], %s::bigint[]) AS m(user_id, n)
-                WHERE s.user_id = m.user_id AND s.user_id IN (SELECT user_id FROM locked)
-                RETURNING s.user_id, s.head_seq - m.n AS base, clock_timestamp() AS at
-            )
-            INSERT INTO {qn(Notification._meta.db_table)} ({", ".join(qn(f.column) for f in columns)})
-            SELECT {", ".join(select)} FROM ROWS FROM ({sources}) AS u({names}) JOIN advanced AS a ON a.user_id = u.recipient::{user_type}
-            RETURNING {qn(Notification._meta.pk.column)}, recipient_id, seq, (extract(epoch FROM created_at) * 1000000)::bigint
-        """
+        sql = (
+            f"INSERT INTO {qn(Notification._meta.db_table)} ({', '.join(qn(f.column) for f in columns)})"
+            f" SELECT {', '.join(select)} FROM ROWS FROM ({sources}) AS u({', '.join(f'c{i}' for i in range(len(arrays)))})"
+            f" RETURNING {qn(Notification._meta.pk.column)}, recipient_id, seq, (extract(epoch FROM created_at) * 1000000)::bigint"
+        )
         varying = [orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS).decode() for _, values in arrays]
-        with conn.cursor() as cursor:
-            cursor.execute(sql, [user_ids, user_ids, [counts[u] for u in user_ids], *scalars, *varying])
-            stored = cursor.fetchall()
-        if len(stored) != len(rows):
-            have = {recipient_id for _, recipient_id, _, _ in stored}
-            raise MissingStreams([u for u in user_ids if u not in have])
-        base: dict[users.UserId, int] = {}  # a user's seqs here are base + 1 .. base + count
-        for _, recipient_id, seq, _ in stored:
-            base[recipient_id] = min(base.get(recipient_id, seq), seq - 1)
-        by_key = {(recipient_id, seq): (id_, micros) for id_, recipient_id, seq, micros in stored}
-        # created_at comes as epoch microseconds, one value per user: cheaper than a timestamptz per row.
-        times = {micros: EPOCH + timedelta(microseconds=micros) for micros in {micros for *_, micros in stored}}
-        for row in rows:
-            row.seq += base[row.recipient_id]
-            row.id, micros = by_key[(row.recipient_id, row.seq)]
-            row.created_at = times[micros]
+        return sql, [*scalars, *varying]
 
     def user_in(self, queryset: QuerySet[M], user_ids: list[users.UserId]) -> QuerySet[M]:
         # One array parameter: far cheaper to build and bind than 1,000 placeholders.
