@@ -8,7 +8,8 @@ closes its sockets and exits.
 Each socket speaks its peer's framing (`kind`):
   ours      protocol v1: `welcome` first, `notification` (or, with ?batch=1,
             `batch`) frames with a per-user seq, cumulative `ack {seq}` batched every ACK_EVERY messages or
-            ACK_INTERVAL seconds, `resume`/`synced` for replay
+            ACK_INTERVAL seconds, `resume`/`synced` for replay; given an http:// URL, the same
+            frames over the event stream (bench/stream_client.py: SSE in, frames POSTed)
   channels  plain JSON text frames: `welcome`, then notifications
   socketio  Engine.IO 4 / Socket.IO 5 over a WebSocket: open `0{..}`, connect
             `40`, events `42["notification", {...}]`, ping `2` -> pong `3`
@@ -38,6 +39,8 @@ from urllib.parse import urlparse
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from .stream_client import EventStreamClient, Sessions
 
 # Acks like notifications/static/notifications/client.js: cumulative, at most ACK_INTERVAL after the first
 # unacked notification, or at once when ACK_EVERY are unacked (BENCH_ACK_MS / BENCH_ACK_EVERY).
@@ -69,7 +72,7 @@ class Sock:
         "lat", "received", "resynced", "retry", "seen_n", "synced", "unacked", "want", "ws",
     )  # fmt: skip
 
-    def __init__(self, ws: ClientConnection, kind: str, retry: bool = False) -> None:
+    def __init__(self, ws: ClientConnection | EventStreamClient, kind: str, retry: bool = False) -> None:
         self.ws = ws
         self.kind = kind
         self.retry = retry  # reconnects when closed, as client.js does
@@ -108,6 +111,7 @@ class Worker:
         self.attempt_times: list[float] = []  # storm: when each reconnect attempt began, since mark
         self.closes: Counter[str] = Counter()  # storm: close codes of the sockets the server dropped
         self.failures: Counter[str] = Counter()  # storm: why reconnect attempts failed
+        self.http = Sessions()  # the event stream's clients
 
     # --- connecting -----------------------------------------------------------
 
@@ -149,7 +153,9 @@ class Worker:
         self.tasks.append(asyncio.create_task(reader))
         return sock
 
-    async def _handshake(self, url: str, kind: str, token: str | None, since: int | None) -> tuple[ClientConnection, int]:
+    async def _handshake(
+        self, url: str, kind: str, token: str | None, since: int | None
+    ) -> tuple[ClientConnection | EventStreamClient, int]:
         """Open a socket and read its opening frames; the welcome's head_seq (0 for socketio)."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         if kind == "socketio":
@@ -157,8 +163,13 @@ class Worker:
         elif kind == "ours":
             # Like client.js: it reads `batch` frames (several notifications in one).
             url = f"{url}?batch=1" if since is None else f"{url}?batch=1&since={since}"
-        options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_queue": None, "open_timeout": CONNECT_TIMEOUT}
-        ws = await connect(url, additional_headers=headers, **options)
+        ws: ClientConnection | EventStreamClient
+        if url.startswith("http"):  # the event stream: the same frames as Server-Sent Events
+            ws = await EventStreamClient.open(self.http, url, token, CONNECT_TIMEOUT)
+            ws.on_error = self._report
+        else:
+            options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_queue": None, "open_timeout": CONNECT_TIMEOUT}
+            ws = await connect(url, additional_headers=headers, **options)
         try:
             if kind == "socketio":
                 opening = await ws.recv()
@@ -171,10 +182,18 @@ class Worker:
             welcome = orjson.loads(await ws.recv())
             if welcome.get("type") != "welcome":
                 raise RuntimeError(f"first frame is not welcome: {welcome}")
+            if isinstance(ws, EventStreamClient):
+                ws.stream_id = welcome["stream"]  # the POSTed frames name it
             return ws, int(welcome.get("head_seq", 0))
         except BaseException:
-            ws.transport.abort()
+            if isinstance(ws, EventStreamClient):
+                ws.abort()
+            else:
+                ws.transport.abort()
             raise
+
+    def _report(self, error: str) -> None:
+        self.errors.append(error[:200])
 
     async def _reconnecting(self, sock: Sock, url: str, token: str | None) -> None:
         """client.js's loop: read until the socket closes, then back off and reconnect with ?since= the cursor."""
@@ -383,6 +402,7 @@ class Worker:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         closed = len(self.socks)
         self.socks, self.tasks = [], []
+        await self.http.close()
         return {"closed": closed}
 
 

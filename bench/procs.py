@@ -105,10 +105,11 @@ class Env:
 
 @dataclass
 class Peer:
-    name: str  # ours | ours-uvicorn | channels | socketio | bare
+    name: str  # ours | ours-uvicorn | ours-stream | ours-2 | channels | socketio | socketio-2 | bare
     label: str
     stores: bool  # persistence: only this service can replay or publish over HTTP
     client: str = ""  # the framing its clients speak and how it is published to; the name if empty
+    stream: bool = False  # its clients read the event stream (SSE, frames POSTed) instead of a socket
     workers: int = 1  # server processes sharing the port
 
     def __post_init__(self) -> None:
@@ -125,6 +126,8 @@ PEERS = {
     # The same app, settings, clients and publisher as `ours`; only the server differs. uvicorn has
     # no SIGTERM drain (notifications/server.py is daphne's), so its clients see uvicorn's own shutdown.
     "ours-uvicorn": Peer("ours-uvicorn", "this service under uvicorn (PostgreSQL + Redis, acks on)", True, client="ours"),
+    # The same daphne, settings and publisher as `ours`; its clients use the event stream instead of the socket.
+    "ours-stream": Peer("ours-stream", "this service over the event stream (SSE + POSTed acks)", True, client="ours", stream=True),
     "channels": Peer("channels", "plain Channels (daphne + channels-redis group_send)", False),
     "socketio": Peer("socketio", "python-socketio + AsyncRedisManager (uvicorn)", False),
     "bare": Peer("bare", "bare websockets, in-process broadcast", False),
@@ -156,9 +159,14 @@ class Server:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def client_url(self) -> str:
+        """Where its clients connect: the socket, or the event stream (an http:// URL tells the load generator)."""
+        return f"{self.http_url}/api/v1/me/stream" if self.peer.stream else self.ws_url
+
     def command(self) -> tuple[list[str], dict[str, str]]:
         endpoint = f"tcp:port={self.port}:interface=127.0.0.1"
-        if self.peer.server == "ours":
+        if self.peer.server in {"ours", "ours-stream"}:
             # Its own listen backlog, as scripts/run and docker compose start it (server.LISTEN_BACKLOG);
             # with workers the parent binds the port, so a host and a port rather than an endpoint.
             where = (

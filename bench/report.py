@@ -34,6 +34,7 @@ PACKAGES += ("psycopg", "orjson")
 LABELS = {
     "ours": "this service",
     "ours-uvicorn": "this service (uvicorn)",
+    "ours-stream": "this service (event stream)",
     "channels": "plain Channels",
     "socketio": "python-socketio",
     "bare": "bare websockets",
@@ -251,13 +252,20 @@ def write_results(meta: dict[str, Any], results: dict[str, dict[str, Any]], peer
         "- this service is published to through `services.publish_to_topic` in a separate Python process (Django set up with the same"
         " DATABASE_URL/REDIS_URL/CHANNEL_PREFIX as its daphne): stored in PostgreSQL, then one group_send per 500 recipients."
         " Its clients authenticate with `Authorization: Bearer` and ack like notifications/static/notifications/client.js:"
-        " cumulative `ack {seq}` 1 s after the first unacked notification, or at once at 100 unacked.",
+        " cumulative `ack {seq}` 1 s after the first unacked notification, or at once at 100 unacked."
+        + (
+            " The event-stream column is the same daphne and publisher; its clients read `GET /api/v1/me/stream?batch=1`"
+            " (Server-Sent Events, aiohttp) and POST the same acks to `/api/v1/me/frames`."
+            if "ours-stream" in peers
+            else ""
+        ),
         "",
         "## Figures",
         "",
         tbl,
         "",
-        "n/a: the peer stores nothing (no replay, no HTTP publish into a database). FAILED: a delivery was lost or a wait timed out.",
+        "n/a: the peer stores nothing (no replay, no HTTP publish into a database), or the scenario is not run for it"
+        " (the event stream: HTTP publish and the storm; see the details). FAILED: a delivery was lost or a wait timed out.",
         "",
         "## Targets (ratios from this run)",
         "",
@@ -296,6 +304,7 @@ def plot(results: dict[str, dict[str, Any]], peers: list[str]) -> None:
     colors = {
         "ours": "#2b6cb0",
         "ours-uvicorn": "#63b3ed",
+        "ours-stream": "#805ad5",
         "channels": "#718096",
         "socketio": "#dd6b20",
         "bare": "#38a169",

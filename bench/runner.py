@@ -24,7 +24,7 @@ from .procs import OUT, PEERS, PY, ROOT, Env
 from .scenarios import SCENARIOS, Data, Sizes, timed
 
 # ours-uvicorn, an extra column, is left out of the default run (it would add ~6 minutes): `--peers all`.
-DEFAULT_PEERS = "ours,channels,socketio,bare"
+DEFAULT_PEERS = "ours,ours-stream,channels,socketio,bare"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

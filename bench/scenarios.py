@@ -73,7 +73,7 @@ async def connect(
     # Bounded, and not by the usual 300 s: 10,000 handshakes at this service's ~100-160/s take a minute or two.
     reply_s = max(REPLY_TIMEOUT, count / 10)
     replies = await workers.all(
-        reply_s=reply_s, cmd="connect", url=server.ws_url, kind=peer.client, concurrency=concurrency, retry=retry, per_worker=per
+        reply_s=reply_s, cmd="connect", url=server.client_url, kind=peer.client, concurrency=concurrency, retry=retry, per_worker=per
     )
     connected = sum(r["connected"] for r in replies)
     t0, t1 = min(r["t0"] for r in replies), max(r["t1"] for r in replies)
@@ -315,7 +315,7 @@ async def replay(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, An
         for _ in range(sizes.replay_rounds + 1):  # the first is a warm-up
             missed = await run.pub.ask(cmd="missed", user=data.replay_user, n=sizes.replay_missed)
             await asyncio.sleep(0.2)
-            args = {"url": run.server.ws_url, "token": data.replay_token, "since": missed["since"], "n": sizes.replay_missed}
+            args = {"url": run.server.client_url, "token": data.replay_token, "since": missed["since"], "n": sizes.replay_missed}
             got = await run.workers.procs[0].ask(cmd="replay", **args)
             if not got["complete"]:
                 return _failed(f"replay incomplete: {got['received']} of {sizes.replay_missed}", errors=got["errors"])
@@ -327,6 +327,8 @@ async def http(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any]
     """e. POST /api/v1/notifications (one notification to one user a request) and /batch (http_batch of them), into PostgreSQL."""
     if not peer.stores:
         return {"ok": True, "na": "no HTTP publish: nothing stored"}
+    if peer.stream:
+        return {"ok": True, "na": "not run: the same server and HTTP API as ours; only its clients differ"}
     users = data.user_ids[: max(sizes.fanout_users, sizes.http_batch)]
     singles = [{"users": [u], "title": f"http {i}", "body": "single"} for i, u in enumerate(users)]
     batches = [
@@ -377,6 +379,8 @@ async def storm(peer: Peer, env: Env, sizes: Sizes, data: Data) -> dict[str, Any
     """
     if not peer.stores:
         return {"ok": True, "na": "nothing stored: what is published while the server is down is gone"}
+    if peer.stream:
+        return {"ok": True, "na": "not run: the storm's clients reconnect sockets as client.js does"}
     n, missed = sizes.storm_clients, sizes.storm_missed
     async with Run(peer, env, sizes) as run:
         conn = await connect(run.workers, run.server, peer, data, n, concurrency=sizes.connect_concurrency, retry=True)
