@@ -138,7 +138,8 @@ def test_a_worker_that_cannot_start_stops_the_parent_instead_of_being_restarted_
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "exited with 1 as it started: stopping" in done.stderr
-    assert done.stderr.count("No module named 'no_such_module'") == 2  # each worker tried once
+    # Each worker tried at most once: none was started again. (The other one may be stopped before it fails on its own.)
+    assert 1 <= done.stderr.count("No module named 'no_such_module'") <= 2
 
 
 async def test_sighup_restarts_the_workers_one_at_a_time_while_the_port_keeps_serving_and_nothing_is_lost(
