@@ -62,7 +62,7 @@ def test_the_payload_carries_title_url_and_seq(push: PushService, user: Any, tok
     delivery = services.notify(recipient_ids=[user.id], content=services.Content(title="Deploy", url="/d/1")).deliveries[0]
     pushed()
     [got] = push.received
-    assert got["payload"] == {"id": delivery.id, "seq": delivery.seq, "title": "Deploy", "body": "", "url": "/d/1"}
+    assert got["payload"] == {"id": delivery.id, "seq": delivery.seq, "title": "Deploy", "body": "", "url": "/d/1", "actions": []}
     assert got["topic"] == f"n{delivery.id}"
 
 
