@@ -47,7 +47,7 @@ def notify(
         topic_id = found.pk
     content = Content.checked(
         title=title, body=body, url=url, level=level, kind=kind or "message", data=dict(data or {}), expires_at=expires_at,
-        actions=[dict(a) for a in actions], group_key=group_key, topic_id=topic_id,
+        actions=actions, group_key=group_key, topic_id=topic_id,
     )  # fmt: skip
     ids = [users.to_pk(r.pk if isinstance(r, AbstractBaseUser) else r) for r in recipients]
     result = services.notify(recipient_ids=ids, content=content, idempotency_key=idempotency_key)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import io
 import re
 import typing
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -131,3 +132,45 @@ def test_every_builder_writes_the_same_frame(user: Any) -> None:
     asks = ClientNotification.from_dict(live[2])
     assert asks.group_key == "deploys"
     assert asks.actions == (client.Action("approve", "Approve ✓", "primary"), client.Action("logs", "Logs", "secondary", "/l"))
+
+
+# One non-default value per field a publisher sets: a field added to the home without one fails here.
+EXAMPLE: dict[str, Any] = {
+    "kind": "deploy.asked",
+    "title": "Deploy v2.3?",
+    "body": "12 nodes",
+    "data": {"version": "2.3", "nodes": [1, 2]},
+    "url": "/deploys/23",
+    "level": "warning",
+    "expires_at": "2999-01-02T03:04:05+00:00",
+    "actions": [{**APPROVE, "url": ""}, {**LOGS, "url": "https://ci.example/logs/23"}],
+    "group_key": "deploys ✓",
+}
+
+
+def stored(user: Any) -> dict[str, Any]:
+    row = Notification.objects.filter(recipient=user).order_by("-seq").values(*fields.CONTENT_NAMES)[0]
+    return {**row, "expires_at": row["expires_at"].isoformat()}
+
+
+@pytest.mark.django_db
+def test_every_way_in_carries_every_field(user: Any, make_user: Any, token_for: Any) -> None:
+    from django.core.management import call_command
+    from django.test import Client
+
+    assert set(EXAMPLE) == CONTENT
+    # notify(), in the host's code
+    public.notify([user], **{**EXAMPLE, "expires_at": datetime.fromisoformat(EXAMPLE["expires_at"])})
+    assert stored(user) == EXAMPLE
+    # the HTTP API, with the body the Python client builds
+    Notification.objects.all().delete()
+    body = client.notification_payload(users=[user.id], **EXAMPLE)
+    token = token_for(make_user("svc"), ("publish",))
+    response = Client().post("/api/v1/notifications", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.content
+    assert stored(user) == EXAMPLE
+    # the CLI: every field an option, JSON for data and actions
+    Notification.objects.all().delete()
+    options = [f"--{k.replace('_', '-')}={v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in EXAMPLE.items()]
+    call_command("notify", user.get_username(), *options, stdout=io.StringIO())
+    assert stored(user) == EXAMPLE
