@@ -121,7 +121,7 @@ RUN_SW = """async (payload) => {
 @pytest.mark.parametrize("max_actions", [2, 3])
 def test_the_service_worker_shows_the_actions_as_buttons(dashboard_page: Page, max_actions: int) -> None:
     dashboard_page.evaluate(f"() => {{ self.Notification = {{ maxActions: {max_actions} }}; }}")
-    payload = {
+    payload: dict[str, Any] = {
         "title": "Deploy?",
         "seq": 7,
         "url": "/deploys/7",
@@ -132,11 +132,7 @@ def test_the_service_worker_shows_the_actions_as_buttons(dashboard_page: Page, m
         ],
     }
     got = dashboard_page.evaluate(RUN_SW, payload)
-    assert (
-        got["actions"]
-        == [{"action": "logs", "title": "Logs"}, {"action": "approve", "title": "Approve"}, {"action": "reject", "title": "Reject"}][
-            :max_actions
-        ]
-    )
+    buttons = [{"action": a["id"], "title": a["label"]} for a in payload["actions"]]
+    assert got["actions"] == buttons[:max_actions]
     # A button with a url opens it; an answer (wired later) opens the inbox for now; the notification itself, its url.
     assert got["opened"] == ["/logs/7", "/inbox/", "/deploys/7"]
