@@ -28,9 +28,8 @@ class StoredNotification(Protocol):
 
 
 def notification_frame(n: StoredNotification, topic_slug: str | None) -> dict[str, Any]:
-    values = list(_ROW_VALUES(n))
-    values.insert(_TOPIC_AT, topic_slug)
-    return from_columns(values)
+    values = _ROW_VALUES(n)
+    return from_columns((*values[:_TOPIC_AT], topic_slug, *values[_TOPIC_AT:]))
 
 
 def from_columns(values: tuple[Any, ...] | list[Any]) -> dict[str, Any]:

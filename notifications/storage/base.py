@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db.models import Model, QuerySet
 
@@ -38,8 +38,19 @@ class NewRow:
         self.idempotency_key = idempotency_key
         self.read_at = None
         self.id = 0
-        for name in CONTENT_COLUMNS:
-            setattr(self, name, getattr(content, name))
+        _copy_content(self, content)
+
+
+def _content_copier() -> Any:
+    """`row.title = content.title` and so on for every Content column, written out as dataclasses write an
+    __init__: a loop of setattr made a row cost twice as much to build, and a publish builds up to 1,000."""
+    lines = "".join(f"    row.{name} = content.{name}\n" for name in CONTENT_COLUMNS)
+    namespace: dict[str, Any] = {}
+    exec(f"def copy_content(row, content):\n{lines}", namespace)  # our own field names, nothing else
+    return namespace["copy_content"]
+
+
+_copy_content = _content_copier()
 
 
 class MissingStreams(Exception):
