@@ -189,3 +189,14 @@ def test_cli_takes_actions_and_a_group_key(user: Any) -> None:
     call_command("notify", user.get_username(), "--title", "t", "--actions", _json([OK]), "--group-key", "g", stdout=out)
     n = Notification.objects.get()
     assert (n.actions, n.group_key) == ([{**OK, "url": ""}], "g")
+
+
+def test_the_admin_shows_actions_and_group_key_read_only(admin_client: Any, user: Any) -> None:
+    from django.urls import reverse
+
+    content = services.Content(title="Deploy?", actions=[OK], group_key="deploys")
+    delivery = services.notify(recipient_ids=[user.id], content=content).deliveries[0]
+    page = admin_client.get(reverse("admin:notifications_notification_change", args=[delivery.id]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Approve" in text and "deploys" in text and 'name="actions"' not in text and 'name="group_key"' not in text
