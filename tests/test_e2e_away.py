@@ -77,7 +77,7 @@ RECORD_SHOWN = """() => {
   const show = self.registration.showNotification.bind(self.registration);
   self.registration.showNotification = (title, options) =>
     show(title, options).then(() => {
-      self.__shown.push({ title, body: options.body, tag: options.tag, data: options.data });
+      self.__shown.push({ title, body: options.body, tag: options.tag, data: options.data, actions: options.actions });
       first();
     });
 }"""
@@ -160,20 +160,28 @@ def test_enabling_notifications_registers_the_worker_posts_a_subscription_and_a_
     registrations: list[dict[str, Any]] = []
     session.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
     session.send("ServiceWorker.enable")
-    pushed = {"id": 41, "seq": 7, "title": "Deploy finished", "body": "v2.3 is live", "url": "//evil.example/x"}
+    answer, link = {"id": "approve", "label": "Approve", "url": ""}, {"id": "logs", "label": "Logs", "url": "//evil.example/l"}
+    actions = [answer, link, {"id": "third", "label": "Third", "url": ""}]
+    pushed = {"id": 41, "seq": 7, "title": "Deploy finished", "body": "v2.3 is live", "url": "//evil.example/x", "actions": actions}
     session.send(
         "ServiceWorker.deliverPushMessage",
         {"origin": daphne.url, "registrationId": registration_id(session, registrations, scope), "data": json.dumps(pushed)},
     )
-    # Text as given; a link that is not http(s) or a same-site path becomes the inbox.
-    expected = {"title": "Deploy finished", "body": "v2.3 is live", "tag": "notify-7", "data": {"url": "/inbox/"}}
+    # Text as given; a link that is not http(s) or a same-site path becomes the inbox. The actions are its
+    # buttons, as many as Chromium shows (2): an answer, and a link button (by the same rule).
+    buttons = [{**answer, "url": ""}, {**link, "url": "/inbox/"}]
+    data = {"url": "/inbox/", "seq": 7, "actions": buttons}
+    expected = {"title": "Deploy finished", "body": "v2.3 is live", "tag": "notify-7", "data": data, "actions": [
+        {"action": "approve", "title": "Approve"}, {"action": "logs", "title": "Logs"},
+    ]}  # fmt: skip
     assert shown_by(worker) == [expected]
     # Asked once, after it is shown: polled while it was being shown, getNotifications() in this
     # Chromium lost it for good about one run in four (no notificationclose; likely its sync of the
     # database with what the platform lists as displayed).
     assert page.evaluate(
         "globalThis.notifyServiceWorker.getNotifications()"
-        ".then((all) => all.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })))"
+        ".then((all) => all.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data,"
+        " actions: n.actions.map((a) => ({ action: a.action, title: a.title })) })))"
     ) == [expected]
 
 
