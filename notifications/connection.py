@@ -9,6 +9,7 @@ are answered by `answer`, on the socket or from `POST /api/v1/me/frames`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,19 @@ class SyncedConnection:
         # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
         # a burst's pushes several to a frame (hub.COALESCE_SECONDS), and replays in few frames.
         self.batching = batching
+        self._frame_tokens = float(self.settings.client_frame_burst)
+        self._frame_tokens_at = time.monotonic()
+
+    def take_frame_token(self) -> bool:
+        """The client's frame budget (NOTIFY_CLIENT_FRAME_BURST, refilled at NOTIFY_CLIENT_FRAMES_PER_SECOND): False past it."""
+        now = time.monotonic()
+        refill = (now - self._frame_tokens_at) * self.settings.client_frames_per_second
+        self._frame_tokens = min(float(self.settings.client_frame_burst), self._frame_tokens + refill)
+        self._frame_tokens_at = now
+        if self._frame_tokens < 1:
+            return False
+        self._frame_tokens -= 1
+        return True
 
     async def send_frame(self, text: str, *, seq: int | None = None) -> None:
         """Send one encoded frame; `seq` is the highest notification seq it carries, if any."""

@@ -7,7 +7,6 @@ stream: connection.SyncedConnection holds it; this module does the socket's I/O.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -65,8 +64,6 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         self.init_sync(batching=query.get("batch") == ["1"])
-        self.tokens = float(self.settings.client_frame_burst)
-        self.tokens_at = time.monotonic()
 
         handshake = self.handshake
         if handshake.user_id is None:
@@ -124,7 +121,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
         if text_data is None:
             await self.send(protocol.error("bad_frame", "binary frames are not supported; send JSON text"))
             return
-        if not self._take_token():
+        if not self.take_frame_token():
             await self.close(code=CLOSE_RATE_LIMITED)
             return
         try:
@@ -147,17 +144,6 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
             await self.send(protocol.reply(frame.ref, ok=False, error=code, message=message))
         else:
             await self.send(protocol.error(code, message))
-
-    def _take_token(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(
-            float(self.settings.client_frame_burst), self.tokens + (now - self.tokens_at) * self.settings.client_frames_per_second
-        )
-        self.tokens_at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
     async def handle(self, frame: ClientFrame) -> None:
         answer = await connection.answer(frame, user_id=self.user_id, connection=self)

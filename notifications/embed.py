@@ -2,7 +2,10 @@
 
     INSTALLED_APPS = [..., *notifications.embed.INSTALLED_APPS]
     urlpatterns = [..., path("notifications/", include("notifications.urls"))]
-    application = ProtocolTypeRouter({"http": ..., "websocket": notifications.embed.websocket_application()})
+    application = ProtocolTypeRouter({
+        "http": notifications.embed.http_application(get_asgi_application()),
+        "websocket": notifications.embed.websocket_application(),
+    })
 
 Imported by settings modules, so nothing here touches a model or the settings at import time.
 """
@@ -35,3 +38,15 @@ def websocket_application() -> Any:
     from .routing import websocket_urlpatterns
 
     return WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+
+
+def http_application(django_app: Any) -> Any:
+    """The `"http"` entry: the host's Django app, with an event stream's acks answered before it.
+
+    Optional: without it every request still works; with it an event stream's own
+    frames skip Django's middleware and the token lookup (api/stream.answer_stream_frames).
+    Call it after Django is set up, as websocket_application().
+    """
+    from .api.stream import answer_stream_frames
+
+    return answer_stream_frames(django_app)

@@ -34,7 +34,7 @@ class EventStream(SyncedConnection):
     def __init__(self, *, user_id: users.UserId, credential: tuple[str, str], batching: bool) -> None:
         self.user_id = user_id
         self.credential = credential
-        self.id = secrets.token_urlsafe(12)
+        self.id = secrets.token_urlsafe(16)  # 128 bits: the id is what an ack or resume POST presents (api/stream.py)
         self.init_sync(batching=batching)
         # Unbounded, but only by count: sent and unacked frames are bounded by the
         # slow-consumer rule (SocketSync.buffer_frames), which closes the stream past it.
@@ -84,6 +84,12 @@ class EventStream(SyncedConnection):
         self._out.put_nowait(f'{hint}event: close\ndata: {{"code":{code}}}\n\n'.encode())
         self._out.put_nowait(None)
         self.stop()
+
+
+def held(stream_id: str | None) -> EventStream | None:
+    """The open stream of this id, if this process serves it (its id is its reader's to know: api/stream.py)."""
+    stream = _streams.get(stream_id or "")
+    return stream if stream is not None and not stream.closed else None
 
 
 def find(stream_id: str | None, user_id: users.UserId) -> EventStream | None:

@@ -8,7 +8,9 @@ each database step is its own database_sync_to_async call.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,6 +18,7 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from ninja.utils import check_csrf
 
@@ -30,6 +33,11 @@ from . import error_response, rate_limited
 from .security import Forbidden, Unauthenticated
 
 STREAM_HEADER = "Notify-Stream"  # names the stream a POSTed frame belongs to (its `welcome` says it)
+# What a stream's own process answers from the stream's state alone: its window, its replay,
+# a ping. Every other frame reads or writes the database and is authenticated as any API call.
+STREAM_OWN_FRAMES = (protocol.Ack, protocol.Resume, protocol.Ping)
+
+Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -182,3 +190,98 @@ async def frames(request: HttpRequest) -> HttpResponse:
 
 def _frame(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="application/json")
+
+
+def answer_stream_frames(app: Asgi) -> Asgi:
+    """ASGI middleware for the "http" entry: a stream's own frames answered before Django, the rest passed on.
+
+    An event stream's client POSTs an ack every second or so. As an API request each
+    was a token lookup, a rate-limit count and Django's middleware (every sync one a
+    hop to the one thread they share): most of a stream's cost in the fan-out
+    (docs/benchmarks.md). An ack, resume or ping naming, in `Notify-Stream`, a stream
+    this process serves needs none of it. The stream id is the credential: unguessable,
+    carried only by the stream's `welcome` to a reader whose own credential the stream
+    checks every heartbeat (it ends, and its id with it, once that is gone). These
+    frames spend the stream's frame budget, as on a socket. Anything else, including a
+    frame this cannot parse, takes the view below with its body untouched.
+    """
+
+    async def application(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
+        held = _held_stream(scope)
+        if held is None:
+            return await app(scope, receive, send)
+        body, ended = await _read_body(receive, limit=held.settings.max_frame_bytes)
+        frame = _own_frame(body) if ended else None
+        if frame is None:
+            return await app(scope, _replaying(body, ended, receive), send)
+        status, text = await _answer_own(frame, held)
+        headers = [(b"content-type", b"application/json"), (b"vary", b"Origin")]
+        origin = _header(scope, b"origin")
+        if origin is not None and origin in held.settings.allowed_origins:
+            headers.append((b"access-control-allow-origin", origin.encode("latin1")))
+        if status == 429:
+            headers.append((b"retry-after", b"1"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": text.encode()})
+
+    return application
+
+
+@cache
+def _frames_path() -> str:
+    return reverse("me-frames")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin1")
+    return None
+
+
+def _held_stream(scope: dict[str, Any]) -> event_stream.EventStream | None:
+    if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != _frames_path():
+        return None
+    return event_stream.held(_header(scope, STREAM_HEADER.lower().encode()))
+
+
+async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], *, limit: int) -> tuple[bytes, bool]:
+    """The request body, up to just past `limit`; and whether that was all of it."""
+    body = b""
+    while len(body) <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body, False  # the client went; the view gets the disconnect
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body, True
+    return body, False
+
+
+def _replaying(body: bytes, ended: bool, receive: Callable[[], Awaitable[dict[str, Any]]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """`receive` for the view: first what was read, then the rest as it comes."""
+    first = True
+
+    async def replay() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": body, "more_body": not ended}
+        return await receive()
+
+    return replay
+
+
+def _own_frame(body: bytes) -> protocol.ClientFrame | None:
+    try:
+        frame = protocol.parse(body.decode())
+    except (UnicodeDecodeError, protocol.FrameError):
+        return None
+    return frame if isinstance(frame, STREAM_OWN_FRAMES) else None
+
+
+async def _answer_own(frame: protocol.ClientFrame, held: event_stream.EventStream) -> tuple[int, str]:
+    if not held.take_frame_token():
+        return 429, protocol.error("rate_limited", "too many frames on this stream; slow down")
+    answer = await connection.answer(frame, user_id=held.user_id, connection=held)
+    return (200, answer) if answer is not None else (204, "")
