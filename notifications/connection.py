@@ -15,7 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from . import conf, hub, protocol, selectors, services, users
+from . import auth, conf, hub, protocol, selectors, services, users
 from .errors import ServiceError
 from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Ping, Read, Resume, Subscribe, Unsubscribe
 from .socket_sync import SocketSync
@@ -61,6 +61,23 @@ class SyncedConnection:
             return False
         self._frame_tokens -= 1
         return True
+
+    async def attach(self, handshake: auth.Handshake) -> selectors.StreamState:
+        """Join the process's hub as the handshake's user; the user's stream as it stands once attached."""
+        assert handshake.user_id is not None
+        self.user_id = handshake.user_id
+        self.credential = handshake.credential
+        self.hub = hub.hub()
+        await self.hub.attach(self)
+        if handshake.token_use_stale:
+            self.hub.writes.record_token_use(int(self.credential[1]))
+        # A token's check read the head too, before this connection could attach: good unless a push
+        # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
+        state = handshake.stream
+        if state is None or self.hub.dispatched.since(handshake.stream_read_at, self.user_id):
+            # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
+            state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        return state
 
     async def send_frame(self, text: str, *, seq: int | None = None) -> None:
         """Send one encoded frame; `seq` is the highest notification seq it carries, if any."""

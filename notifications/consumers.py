@@ -11,13 +11,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.db import OperationalError
 
-from . import auth, availability, connection, hub, protocol, selectors
+from . import auth, availability, connection, protocol
 from .connection import SyncedConnection, since_from
 from .errors import ServiceError
 from .protocol import CLOSE_RATE_LIMITED, CLOSE_TOO_BIG_SEEN_BY_APP, CLOSE_UNAUTHENTICATED, ClientFrame, FrameError
@@ -70,18 +69,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user_id = handshake.user_id
-        self.credential = handshake.credential
-        self.hub = hub.hub()
-        await self.hub.attach(self)
-        if handshake.token_use_stale:
-            self.hub.writes.record_token_use(int(self.credential[1]))
-        # A token's check read the head too, before this socket could attach: good unless a push
-        # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
-        state = handshake.stream
-        if state is None or self.hub.dispatched.since(handshake.stream_read_at, self.user_id):
-            # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
-            state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        state = await self.attach(handshake)
         await self.accept()
         await self.start(state, *since_from(query))
 

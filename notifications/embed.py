@@ -41,12 +41,13 @@ def websocket_application() -> Any:
 
 
 def http_application(django_app: Any) -> Any:
-    """The `"http"` entry: the host's Django app, with an event stream's acks answered before it.
+    """The `"http"` entry: the host's Django app, with the event stream served in front of it.
 
-    Optional: without it every request still works; with it an event stream's own
-    frames skip Django's middleware and the token lookup (api/stream.answer_stream_frames).
-    Call it after Django is set up, as websocket_application().
+    Optional: without it every request still works (Django's views serve the stream);
+    with it the stream and its own frames skip Django's middleware and the token
+    lookup (api/stream.event_stream_application). Call it after Django is set up, as
+    websocket_application().
     """
-    from .api.stream import answer_stream_frames
+    from .api.stream import event_stream_application
 
-    return answer_stream_frames(django_app)
+    return event_stream_application(django_app)

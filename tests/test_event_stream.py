@@ -170,7 +170,7 @@ def test_a_stream_that_does_not_keep_up_is_cut_off_as_a_slow_socket_is(daphne_fa
 
 def test_a_streams_own_frames_need_only_its_id_and_spend_its_frame_budget(daphne_factory: Any, user: Any, token_for: Any) -> None:
     # An ack, resume or ping naming a stream its process serves is answered from the stream
-    # itself (api/stream.answer_stream_frames): the id, which only its welcome carried, is the credential.
+    # itself (api/stream.event_stream_application): the id, which only its welcome carried, is the credential.
     server = daphne_factory(
         NOTIFY_CLIENT_FRAME_BURST="4", NOTIFY_CLIENT_FRAMES_PER_SECOND="1", NOTIFY_ALLOWED_ORIGINS="https://app.example"
     )
