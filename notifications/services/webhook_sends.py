@@ -54,7 +54,7 @@ class Report:
 
     @property
     def attempts(self) -> int:
-        return sum(self.results[r] for r in (Result.DELIVERED, Result.RETRY, Result.GAVE_UP))
+        return sum(self.results.get(r, 0) for r in (Result.DELIVERED, Result.RETRY, Result.GAVE_UP))
 
 
 def deliver_due(*, now: datetime | None = None) -> Report:

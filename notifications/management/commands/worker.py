@@ -53,14 +53,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("django_tasks").addFilter(_TaskRunsAtDebug())
-        if settings.EMAIL_BACKEND == CONSOLE_EMAIL:
+        queues = [q.strip() for q in options["queues"].split(",") if q.strip()]
+        if not queues or set(queues) - set(tasks.QUEUES):
+            raise CommandError(f"--queues must name some of: {', '.join(tasks.QUEUES)}")
+        if settings.EMAIL_BACKEND == CONSOLE_EMAIL and tasks.QUEUE in queues:
             log.warning(
                 "EMAIL_URL is not set: email digests are PRINTED TO THIS LOG, NOT SENT. "
                 "Set EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://, smtps://) to send them."
             )
-        queues = [q.strip() for q in options["queues"].split(",") if q.strip()]
-        if not queues or set(queues) - set(tasks.QUEUES):
-            raise CommandError(f"--queues must name some of: {', '.join(tasks.QUEUES)}")
         me = tasks.new_worker_id()
         tasks.recover_lost(me=me)
         if tasks.QUEUE in queues:
