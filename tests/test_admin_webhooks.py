@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications.models import WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
+from notifications.models import ApiToken, WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
 from notifications.services import webhooks
 from tests.test_admin import act, staff
 
@@ -83,3 +83,10 @@ def test_view_only_staff_cannot_act(make_user: Any, hooks: dict[str, Any]) -> No
     act(client, "webhookmessage", "retry", [hooks["message"].pk])
     assert not WebhookEndpoint.objects.get().disabled
     assert WebhookMessage.objects.get().state == WebhookMessage.State.FAILED
+
+
+def test_the_token_form_offers_the_webhooks_scope(admin_client: Client, admin_user: Any) -> None:
+    page = admin_client.get(reverse("admin:notifications_apitoken_add")).content.decode()
+    assert 'value="webhooks"' in page
+    admin_client.post(reverse("admin:notifications_apitoken_add"), {"user": admin_user.pk, "name": "app", "scopes": ["webhooks"]})
+    assert ApiToken.objects.get(name="app").scopes == ["webhooks"]
