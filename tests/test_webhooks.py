@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications import outbound, services
-from notifications.models import Channel, Notification, WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
+from notifications.models import Channel, Notification, Topic, WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookMessage
 from notifications.services import webhooks
 from tests.away import SmtpServer, away_settings, use_smtp
 from tests.webhook_receiver import TEST_HOST, WebhookReceiver
@@ -321,3 +321,15 @@ def test_the_setting_lets_loopback_private_and_http_in_never_link_local_or_multi
         with pytest.raises(outbound.Refused):
             outbound.check(url, allow_private=True)
     outbound.check("https://93.184.215.14:8443/hooks?a=1", allow_private=False)  # a public address, any port
+
+
+def test_a_notification_is_named_alike_from_a_model_and_from_values(user: Any) -> None:
+    """notification_ref and refs list the same fields (the away channels use one, the delivered event the other)."""
+    topic = Topic.objects.create(slug="deploys", title="Deploys")
+    services.notify(
+        recipient_ids=[user.id], content=services.Content(title="a", topic_id=topic.id, kind="deploy.done"), idempotency_key="k"
+    )
+    services.notify(recipient_ids=[user.id], content=services.Content(title="b"))
+    rows = Notification.objects.order_by("seq")
+    assert webhooks.refs(rows.values(*webhooks.REF_FIELDS)) == [webhooks.notification_ref(n) for n in rows]
+    assert webhooks.notification_ref(rows[0])["topic"] == "deploys"

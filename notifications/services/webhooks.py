@@ -6,16 +6,8 @@ sent; committed, nothing is lost. The worker sends them (webhook_sends.py).
 
 Every event's body is `{"type", "timestamp", "data"}` (Standard Webhooks'
 recommended shape); `data.user` names the user it is about, and a notification
-appears as `notification_ref`'s fields. What each type carries:
-
-- notification.action: {"notification": ref, "action": "<action id>"}, emitted
-  in the answer's transaction (the answer's service, section D of issue 23).
-- notification.delivered: {"delivered_seq", "notifications": [ref, ...], "more"}:
-  a device acked up to delivered_seq; the notifications delivered for the
-  first time, oldest first, at most MAX_REFS (`more` says some were left out).
-- notification.read: {"notifications": [ref, ...]} or {"up_to_seq"} (read_state).
-- notification.emailed: {"notifications": [ref, ...]}: one email digest.
-- notification.pushed: {"notifications": [ref]}: one Web Push.
+appears as `notification_ref`'s fields. What each type's data carries is written
+once, in docs/api.md ("Webhooks"); who emits each, in docs/webhooks.md.
 """
 
 from __future__ import annotations
