@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from . import rate_limits, selectors, services
+from .errors import ServiceError
+from .fields import CONTENT_NAMES, MAX_ACTIONS, MAX_GROUP_KEY, Content
 from .models import Channel, Level, Topic
 from .rules import MAX_URL, UnsafeUrl, safe_url
 from .schemas import QuietIO
@@ -28,6 +30,15 @@ class ComposeForm(forms.Form):
         required=False, max_length=MAX_URL, label="Link (URL)", help_text="http(s) URL or a path starting with a single /"
     )
     level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
+    actions = forms.JSONField(
+        required=False,
+        label="Actions (JSON)",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '[{"id": "approve", "label": "Approve", "style": "primary"}]'}),
+        help_text=f"Up to {MAX_ACTIONS} buttons: id (a slug), label, style (primary, secondary or danger), and a url to make one a link.",
+    )
+    group_key = forms.CharField(
+        required=False, max_length=MAX_GROUP_KEY, label="Group key", help_text="A user's notifications with the same key show as one row."
+    )
 
     def clean_url(self) -> str:
         try:
@@ -50,16 +61,27 @@ class ComposeForm(forms.Form):
                 data["recipient_ids"] = [found[n] for n in names if n in found]
         elif audience == "topic" and not data.get("topic"):
             self.add_error("topic", "Choose a topic.")
+        self._check_content(data)
         return data
+
+    def _check_content(self, data: dict[str, Any]) -> None:
+        """The API's rules for every content field (fields.ContentFields), each error beside its field."""
+        values = {name: data[name] for name in CONTENT_NAMES if name in self.fields and data.get(name) is not None}
+        try:
+            data["content"] = Content.checked(**values)
+        except ServiceError as e:
+            for path, message in e.fields.items():
+                name, _, rest = path.partition(".")
+                if name in self.fields and name not in self.errors:
+                    self.add_error(name, f"{rest}: {message}" if rest else message)
+                elif name not in self.fields:
+                    self.add_error(None, f"{path}: {message}")
 
     def publish(self, *, actor_id: int | None) -> services.PublishResult:
         """Send what the valid form describes, through the same services as the API."""
         data = self.cleaned_data
         topic: Topic | None = data.get("topic") if data["audience"] == "topic" else None
-        content = services.Content(
-            title=data["title"], body=data.get("body", ""), url=data.get("url", ""), level=data["level"],
-            actor_id=actor_id, topic_id=topic.id if topic else None,
-        )  # fmt: skip
+        content = data["content"].model_copy(update={"actor_id": actor_id, "topic_id": topic.id if topic else None})
         if topic is not None:
             return services.publish_to_topic(topic=topic, content=content)
         if data["audience"] == "everyone":

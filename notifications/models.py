@@ -77,6 +77,8 @@ class Notification(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "", for "no key": the unique (key, recipient) constraint only covers real keys.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    actions = models.JSONField(default=list, blank=True)  # up to 3 buttons (fields.Action)
+    group_key = models.CharField(max_length=200, blank=True, default="")  # "" for none: one inbox row per (recipient, key)
 
     class Meta:
         constraints = [
@@ -92,6 +94,8 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["recipient", "seq"], condition=Q(read_at__isnull=True), name="notification_unread"),
             models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="notification_expiring"),
+            # A group's members newest first, its latest, its counts (selectors.groups); only grouped rows pay for it.
+            models.Index(fields=["recipient", "group_key", "seq"], condition=~Q(group_key=""), name="notification_group"),
             # The admin changelist: newest first by (created_at, id), each filter's index ending in that order,
             # so a filter (with or without the date drill-down) is one backward index range scan, no sort.
             models.Index(fields=["created_at", "id"], name="notification_admin_created"),

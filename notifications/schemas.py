@@ -1,116 +1,35 @@
 """HTTP API schemas: every request is validated here, once, into typed values; the inside trusts them.
 
-Strings are checked for what PostgreSQL and JSON cannot carry (NUL, lone
-surrogates); `data` is bounded in size and depth and holds only JSON that
-round-trips (finite numbers within 64 bits); `url` follows rules.safe_url.
+A notification's content and its rules are fields.py's (the one definition of a notification's
+fields): strings are checked for what PostgreSQL and JSON cannot carry (NUL, lone surrogates);
+`data` is bounded in size and depth and holds only JSON that round-trips (finite numbers within
+64 bits); `url` follows rules.safe_url.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, time
-from typing import Annotated, Any, Literal
+from datetime import datetime, time
+from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-import orjson
 from ninja import Schema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
-from .rules import MAX_READ_IDS, MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
+from .fields import ContentFields, storable
+from .rules import MAX_READ_IDS, MAX_SEQ, SLUG_PATTERN
 
-MAX_TITLE = 200
-MAX_BODY = 4000
-MAX_DATA_BYTES = 8 * 1024
-MAX_DATA_DEPTH = 8
 MAX_USERS = 1000
 MAX_BATCH = 1000
 MAX_BATCH_RECIPIENTS = 10_000
 MAX_INBOX_PAGE = 200
 MAX_IDEMPOTENCY_KEY = 128
 
-KIND_PATTERN = r"^[-a-zA-Z0-9_.:]{1,64}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"  # visible ASCII, as in HTTP tokens
 
-
-def fits_64_bits(number: float) -> bool:
-    """What a JSON number in `data` may be: jsonb keeps more, but orjson (every frame) does not.
-
-    Floats too: jsonb gives 1e30 back as the integer 1000…000, past 64 bits.
-    """
-    return -(2**63) <= number < 2**63
-
-
-def _storable(value: str) -> str:
-    """PostgreSQL text cannot hold NUL; neither it nor orjson takes a lone surrogate."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _json_value(value: Any, depth: int) -> None:
-    if depth > MAX_DATA_DEPTH:
-        raise ValueError(f"must be nested at most {MAX_DATA_DEPTH} levels deep")
-    if isinstance(value, str):
-        _storable(value)
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if not fits_64_bits(value):
-            raise ValueError("integers must fit in 64 bits")
-    elif isinstance(value, float):
-        if not math.isfinite(value) or not fits_64_bits(value):
-            raise ValueError("numbers must be finite and between -2**63 and 2**63")
-    elif isinstance(value, list):
-        for item in value:
-            _json_value(item, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(str(key))
-            _json_value(item, depth + 1)
-    else:  # pragma: no cover - JSON parsing yields nothing else
-        raise ValueError("must be JSON")
-
-
-def _bounded_data(value: dict[str, Any]) -> dict[str, Any]:
-    _json_value(value, 1)
-    if len(orjson.dumps(value)) > MAX_DATA_BYTES:
-        raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
-    return value
-
-
-def _future(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        aware = aware.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValueError("is out of range") from None
-    if aware <= datetime.now(UTC):
-        raise ValueError("must be in the future")
-    return aware
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), AfterValidator(_storable), AfterValidator(_not_blank)]
-Body = Annotated[str, Field(max_length=MAX_BODY), AfterValidator(_storable)]
-Url = Annotated[str, Field(max_length=MAX_URL), AfterValidator(safe_url)]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
-Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_SEQ)]  # strict: `true` is not user 1
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
-Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_storable)]
-Data = Annotated[dict[str, Any], AfterValidator(_bounded_data)]
+Username = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(storable)]
 
 
 def _known_zone(value: str) -> str:
@@ -121,8 +40,6 @@ def _known_zone(value: str) -> str:
 
 TimeZone = Annotated[str, Field(max_length=64, description="An IANA zone, e.g. Europe/Paris."), AfterValidator(_known_zone)]
 Locale = Annotated[str, Field(max_length=35, pattern=r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]  # BCP 47, e.g. fr-CA
-Expiry = Annotated[datetime | None, AfterValidator(_future)]
-Level = Literal["info", "success", "warning", "error"]
 
 
 class Strict(BaseModel):
@@ -135,29 +52,27 @@ class Strict(BaseModel):
 # --- in ---------------------------------------------------------------------------
 
 
-class PublishIn(Strict):
-    """One notification, to users (ids and/or usernames) or to a topic's subscribers."""
+class PublishIn(ContentFields, Strict):
+    """One notification, to users (ids and/or usernames) or to a topic's subscribers; its content is fields.ContentFields."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {"users": ["alice"], "title": "Build green", "body": "main #42", "url": "/builds/42", "level": "success"},
                 {"topic": "news", "title": "v2 is out", "kind": "release", "data": {"version": "2.0"}},
+                {
+                    "users": ["alice"], "title": "Deploy v2.3 to production?", "group_key": "deploys",
+                    "actions": [{"id": "approve", "label": "Approve", "style": "primary"},
+                                {"id": "logs", "label": "View logs", "style": "secondary", "url": "/deploys/23"}],
+                },
             ]
         }
-    )
+    )  # fmt: skip
 
     users: list[Id | Username] = Field(
         default_factory=list, max_length=MAX_USERS, description="User ids (integers) and/or usernames (strings)."
     )
     topic: Slug | None = Field(default=None, description="Fan out to the topic's current unmuted subscribers.")
-    kind: Kind = "message"
-    title: Title
-    body: Body = ""
-    data: Data = Field(default_factory=dict, description=f"Any JSON object, at most {MAX_DATA_BYTES} bytes.")
-    url: Url = Field(default="", description="An http(s) URL or a path starting with '/'.")
-    level: Level = "info"
-    expires_at: Expiry = Field(default=None, description="After this instant the notification is neither listed nor replayed.")
 
     @model_validator(mode="after")
     def _one_audience(self) -> PublishIn:
@@ -250,7 +165,18 @@ class BatchOut(BaseModel):
     results: list[PublishOut]
 
 
+class ActionOut(Schema):
+    """A stored action as it is (fields.Action is the rule it was written by)."""
+
+    id: str
+    label: str
+    style: str
+    url: str = ""
+
+
 class NotificationOut(Schema):
+    """A notification: the frame's fields (fields.FIELDS), and two timestamps a frame leaves out."""
+
     id: int
     seq: int
     topic: str | None
@@ -261,15 +187,34 @@ class NotificationOut(Schema):
     url: str
     level: str
     created_at: datetime
-    expires_at: datetime | None
     read: bool
+    actions: list[ActionOut]
+    group_key: str
+    expires_at: datetime | None
     read_at: datetime | None
 
 
+class GroupOut(Schema):
+    key: str
+    count: int = Field(description="Notifications in the group (this one included) that the query matches.")
+    unread: int
+    actors: list[str] = Field(description="The distinct actors (who published), the latest first, at most 5.")
+    actor_count: int
+
+
+class InboxItemOut(NotificationOut):
+    group: GroupOut | None = Field(
+        default=None, description="With grouped=true, on a row standing for its group: this is the group's latest."
+    )
+
+
 class InboxOut(Schema):
-    items: list[NotificationOut]
+    items: list[InboxItemOut]
     head_seq: int = Field(description="The user's latest seq when the page was read.")
     unread: int
+    unread_rows: int | None = Field(
+        default=None, description="With grouped=true: unread rows as the grouped inbox shows them (a group with unread counts once)."
+    )
     next_before: int | None = Field(description="Pass as `before` for the next (older) page; null at the end.")
     next_since: int | None = Field(description="Pass as `since` for the next (newer) page; null when caught up.")
 

@@ -136,18 +136,117 @@ def inbox(
     limit: int = 50,
     unread_only: bool = False,
     topic: str | None = None,
+    group_key: str | None = None,
 ) -> list[Notification]:
-    """One inbox page: newest first below `before`, or oldest first above `since` (and below `before`, if given)."""
-    qs = live(Notification.objects.filter(recipient_id=user_id)).select_related("topic")
-    if unread_only:
-        qs = qs.filter(read_at__isnull=True)
-    if topic:
-        qs = qs.filter(topic__slug=topic)
+    """One inbox page: newest first below `before`, or oldest first above `since` (and below `before`, if given).
+
+    With `group_key`: that group's members only.
+    """
+    qs = _inbox_queryset(user_id, unread_only=unread_only, topic=topic)
+    if group_key is not None:
+        qs = qs.filter(group_key=group_key)
     if before is not None:
         qs = qs.filter(seq__lt=before)
     if since is not None:
         return list(qs.filter(seq__gt=since).order_by("seq")[:limit])
     return list(qs.order_by("-seq")[:limit])
+
+
+def _inbox_queryset(user_id: int, *, unread_only: bool, topic: str | None) -> QuerySet[Notification]:
+    qs = live(Notification.objects.filter(recipient_id=user_id)).select_related("topic")
+    if unread_only:
+        qs = qs.filter(read_at__isnull=True)
+    if topic:
+        qs = qs.filter(topic__slug=topic)
+    return qs
+
+
+MAX_GROUP_ACTORS = 5  # named on a grouped row ("ana, bo and 3 others")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group as its inbox row shows it: every member the query matches, not only those on the page."""
+
+    key: str
+    count: int
+    unread: int
+    actors: list[str]  # distinct, the latest first, at most MAX_GROUP_ACTORS
+    actor_count: int
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    notification: Notification  # a group's row shows its latest member
+    group: Group | None
+
+
+def inbox_rows(
+    user_id: int,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+    unread_only: bool = False,
+    topic: str | None = None,
+    group_key: str | None = None,
+) -> list[InboxRow]:
+    """One page of the inbox as it is shown: newest first below `before`, one row per group_key.
+
+    A notification with a group_key stands for its group when it is the group's latest among those the
+    filters match, so a group is on one page only, where its latest is (paging by `before` never shows it
+    twice). Grouping is how the inbox is shown: replay, de-duplication and read state stay per notification.
+    With `group_key`: that group's row alone.
+    """
+    matching = _inbox_queryset(user_id, unread_only=unread_only, topic=topic)
+    if group_key is not None:
+        matching = matching.filter(group_key=group_key)
+    newer_in_group = matching.filter(group_key=OuterRef("group_key"), seq__gt=OuterRef("seq"))
+    qs = matching.filter(Q(group_key="") | ~Exists(newer_in_group))
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    rows = list(qs.order_by("-seq")[:limit])
+    groups = _groups(matching, sorted({n.group_key for n in rows if n.group_key}))
+    return [InboxRow(n, groups.get(n.group_key)) for n in rows]
+
+
+def _groups(matching: QuerySet[Notification], keys: list[str]) -> dict[str, Group]:
+    if not keys:
+        return {}
+    members = matching.filter(group_key__in=keys).order_by()
+    counts = members.values("group_key").annotate(count=Count("id"), unread=Count("id", filter=Q(read_at__isnull=True)))
+    by_actor = (
+        members.filter(actor__isnull=False).values_list("group_key", "actor_id").annotate(last=Max("seq")).order_by("group_key", "-last")
+    )
+    actor_ids: dict[str, list[int]] = {}
+    for key, actor_id, _ in by_actor:
+        actor_ids.setdefault(key, []).append(actor_id)
+    shown = {a for ids in actor_ids.values() for a in ids[:MAX_GROUP_ACTORS]}
+    names = _login_names(sorted(shown)) if shown else {}
+    return {
+        c["group_key"]: Group(
+            key=c["group_key"],
+            count=c["count"],
+            unread=c["unread"],
+            actors=[names.get(a, "") for a in actor_ids.get(c["group_key"], [])[:MAX_GROUP_ACTORS]],
+            actor_count=len(actor_ids.get(c["group_key"], [])),
+        )
+        for c in counts
+    }
+
+
+def _login_names(user_ids: list[users.UserId]) -> dict[users.UserId, str]:
+    from django.contrib.auth import get_user_model
+
+    login = users.login_field()
+    return {pk: str(name) for pk, name in get_user_model()._default_manager.filter(pk__in=user_ids).values_list("pk", login)}
+
+
+def unread_rows(user_id: int) -> int:
+    """Unread rows as the grouped inbox shows them: each unread notification without a group, and each group
+    with an unread member once. One aggregate over the user's unread notifications (the partial unread index)."""
+    unread = live(Notification.objects.filter(recipient_id=user_id, read_at__isnull=True))
+    agg = unread.aggregate(single=Count("id", filter=Q(group_key="")), groups=Count("group_key", distinct=True, filter=~Q(group_key="")))
+    return int(agg["single"]) + int(agg["groups"])
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,16 @@ def _uid(request: HttpRequest) -> int:
     return pk
 
 
-def item(n: Notification) -> dict[str, Any]:
-    """A notification as the dashboard shows it: the protocol frame, plus its safe link."""
+def item(n: Notification, group: selectors.Group | None = None) -> dict[str, Any]:
+    """A notification as the dashboard shows it: the protocol frame, plus its safe links, and on a row that
+    stands for its group (selectors.inbox_rows), the group's figures."""
     frame = frames.notification_frame(n, n.topic.slug if n.topic else None)
     frame["link"] = rules.link(n.url)
+    frame["actions"] = [{**a, "link": rules.link(a.get("url", ""))} for a in n.actions]
+    if group is not None:
+        others = group.actor_count - len(group.actors)
+        actors = ", ".join(group.actors) + (f" and {others} other{'' if others == 1 else 's'}" if others else "")
+        frame["group"] = {**vars(group), "more": group.count - 1, "actors_text": actors}
     return frame
 
 
@@ -119,13 +125,13 @@ def inbox(request: HttpRequest) -> HttpResponse:
     # The state first, then the rows up to its head: everything after the head
     # comes over the socket (since=head_seq), so nothing falls between the two.
     state = selectors.stream_state(_uid(request))
-    rows = selectors.inbox(_uid(request), before=state.head_seq + 1, limit=PAGE_SIZE, unread_only=unread_only, topic=topic)
+    rows = selectors.inbox_rows(_uid(request), before=state.head_seq + 1, limit=PAGE_SIZE, unread_only=unread_only, topic=topic)
     config = _client_config(request, state, "inbox", filters={"topic": topic, "unread": unread_only}, pageSize=PAGE_SIZE)
     topics = [t for t in selectors.topics_for(_uid(request)) if t.subscribed or t.slug == topic]
     context = {
         "stream": state,
         "client_config": config,
-        "items": [item(n) for n in rows],
+        "items": [item(r.notification, r.group) for r in rows],
         "more": len(rows) == PAGE_SIZE,
         "topics": topics,
         "topic_filter": topic,
@@ -181,8 +187,12 @@ def ops_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def inbox_items(request: HttpRequest) -> HttpResponse:
-    """A page of the inbox as JSON: newest first below `before`, with the stream state read first."""
+    """A page of the inbox as JSON: newest first below `before`, one row per group, with the stream state read first.
+
+    `group=<key>`: that group's members instead; with `row=1`, that group's row alone (its figures, refreshed).
+    """
     topic, unread_only = _filters(request)
+    group = request.GET.get("group")
     try:
         before = int(request.GET["before"]) if request.GET.get("before") else None
         limit = max(1, min(int(request.GET.get("limit", PAGE_SIZE)), MAX_PAGE_SIZE))
@@ -190,20 +200,28 @@ def inbox_items(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"code": "invalid_field", "message": "before and limit must be integers"}, status=400)
     state = selectors.stream_state(_uid(request))
     upper = state.head_seq + 1 if before is None else min(before, state.head_seq + 1)
-    rows = selectors.inbox(_uid(request), before=upper, limit=limit, unread_only=unread_only, topic=topic)
-    body = {"items": [item(n) for n in rows], "head_seq": state.head_seq, "unread": state.unread, "more": len(rows) == limit}
+    if group is not None and request.GET.get("row") != "1":
+        members = selectors.inbox(_uid(request), before=upper, limit=limit, unread_only=unread_only, topic=topic, group_key=group)
+        items, count = [item(n) for n in members], len(members)
+    else:
+        rows = selectors.inbox_rows(_uid(request), before=upper, limit=limit, unread_only=unread_only, topic=topic, group_key=group)
+        items, count = [item(r.notification, r.group) for r in rows], len(rows)
+    body = {"items": items, "head_seq": state.head_seq, "unread": state.unread, "more": count == limit}
     return HttpResponse(protocol.encode(body), content_type="application/json")
 
 
 @require_POST
 @login_required
 def inbox_read(request: HttpRequest) -> HttpResponse:
-    """Mark one, some or all read; a form post (redirects back) or a fetch (answers JSON)."""
+    """Mark one, some or all read, or a group's members (`group`: its key); a form post (redirects back) or a fetch (answers JSON)."""
     everything = request.POST.get("all") in {"1", "true", "on"}
     try:
         ids = [int(i) for i in request.POST.getlist("id")]
     except ValueError:
         ids = []
+    if request.POST.get("group"):
+        members = selectors.inbox(_uid(request), unread_only=True, limit=rules.MAX_READ_IDS, group_key=request.POST["group"])
+        ids = [n.id for n in members] or ids
     if not everything and not ids:
         if _wants_json(request):
             return JsonResponse({"code": "invalid_field", "message": "send id or all"}, status=400)

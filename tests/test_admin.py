@@ -24,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from notifications import auth, presence, selectors, services, storage
 from notifications.admin import listing
+from notifications.fields import Level
 from notifications.models import (
     ApiToken,
     AwayDelivery,
@@ -456,7 +457,7 @@ def test_streams_are_read_only(admin_client: Client, make_user: Any) -> None:
 def bulk_publish(user_ids: list[int], count: int) -> None:
     """`count` notifications over these users, through the service, in one transaction."""
     per_user = count // len(user_ids)
-    levels = ["info", "success", "warning", "error"]
+    levels: list[Level] = ["info", "success", "warning", "error"]
     services.publish_many(
         [services.PublishRequest(user_ids, services.Content(title=f"n{i}", level=levels[i % 4])) for i in range(per_user)]
     )

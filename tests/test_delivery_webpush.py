@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from notifications import services
+from notifications.fields import Action
 from notifications.management.commands.vapid_keys import new_pair
 from notifications.models import AwayDelivery, Channel, Notification, PushSubscription
 from tests.api.conftest import Api, assert_error
@@ -62,8 +63,27 @@ def test_the_payload_carries_title_url_and_seq(push: PushService, user: Any, tok
     delivery = services.notify(recipient_ids=[user.id], content=services.Content(title="Deploy", url="/d/1")).deliveries[0]
     pushed()
     [got] = push.received
-    assert got["payload"] == {"id": delivery.id, "seq": delivery.seq, "title": "Deploy", "body": "", "url": "/d/1"}
+    assert got["payload"] == {"id": delivery.id, "seq": delivery.seq, "title": "Deploy", "body": "", "url": "/d/1", "actions": []}
     assert got["topic"] == f"n{delivery.id}"
+
+
+def test_the_payload_carries_the_actions_as_buttons(push: PushService, user: Any, token_for: Any) -> None:
+    """sw.js shows them with showNotification's `actions`: one with a url opens it, one without is an answer."""
+    subscribe(user, token_for, push.subscription("phone"))
+    long = "https://ci.example/" + "x" * 400  # too long for the payload: its button opens the inbox, never cut
+    actions: list[Action] = [
+        {"id": "approve", "label": "Approve", "style": "primary"},
+        {"id": "logs", "label": "Logs", "style": "secondary", "url": "/logs/1"},
+        {"id": "all", "label": "Everything", "style": "secondary", "url": long},
+    ]
+    services.notify(recipient_ids=[user.id], content=services.Content(title="Deploy?", actions=actions, group_key="d"))
+    pushed()
+    [got] = push.received
+    assert got["payload"]["actions"] == [
+        {"id": "approve", "label": "Approve", "url": ""},
+        {"id": "logs", "label": "Logs", "url": "/logs/1"},
+        {"id": "all", "label": "Everything", "url": "/inbox/"},
+    ]
 
 
 def test_410_removes_the_subscription(push: PushService, user: Any, token_for: Any) -> None:

@@ -95,7 +95,7 @@ def store_and_push(user_ids: list[int], title: str, **content: Any) -> None:
             from notifications.models import Topic
 
             content["topic_id"] = Topic.objects.get(slug=topic_slug).id
-        services.notify(recipient_ids=user_ids, content=services.Content(title=title, **content))
+        services.notify(recipient_ids=user_ids, content=services.Content.trusted(title=title, **content))
 
     db(send)
 

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from notifications import push, selectors, services, storage
+from notifications import frames, push, selectors, services, storage
 from notifications.errors import NotFound, ServiceError
+from notifications.fields import CONTENT_COLUMNS
 from notifications.models import Notification, Subscription, Topic, UserStream
 from tests.helpers import unread_rows
 
@@ -112,8 +113,10 @@ def test_stored_rows_say_what_was_published_whichever_columns_vary(
         services.Content(
             title='quote " and \\ and ünïcode ✓ {a,b}', body="line\nbreak\ttab", kind="deploy", level="error", url="/x?a=1&b=2",
             data={"nested": {"list": [1, 2.5, None, True]}, "text": "é", "null": None}, expires_at=soon, topic_id=topic.id, actor_id=b.id,
+            actions=[{"id": "ok", "label": "Ok ✓", "style": "primary"}, {"id": "see", "label": "See", "style": "danger", "url": "/s"}],
+            group_key="deploys ✓",
         ),
-        services.Content(title="", data={"n": 2**53}),
+        services.Content.trusted(title="", data={"n": 2**53}),  # below the edges: what the storage takes, not what they would
     ]  # fmt: skip
     keys = [None, "key-1", None]
     pushed: list[storage.NewRow] = []
@@ -122,14 +125,15 @@ def test_stored_rows_say_what_was_published_whichever_columns_vary(
         services.publish_many([services.PublishRequest([a.id, b.id], c, k) for c, k in zip(contents, keys, strict=True)])
     # What is pushed live is what a replay will read back.
     in_db = {n.id: (n.recipient_id, n.seq, n.created_at, n.title) for n in Notification.objects.all()}
-    assert {row.id: (row.recipient_id, row.seq, row.created_at, row.title) for row in pushed} == in_db
+    assert {row.id: (row.recipient_id, row.seq, row.created_at, frames.notification_frame(row, None)["title"]) for row in pushed} == in_db
     for user in (a, b):
         rows = list(Notification.objects.filter(recipient=user).order_by("seq"))
         assert [r.seq for r in rows] == [1, 2, 3]
         for row, c, key in zip(rows, contents, keys, strict=True):
-            sent = (c.title, c.body, c.kind, c.level, c.url, c.data, c.expires_at, c.topic_id, c.actor_id, key, None)
-            stored = (row.title, row.body, row.kind, row.level, row.url, row.data, row.expires_at, row.topic_id, row.actor_id)
-            assert (*stored, row.idempotency_key, row.read_at) == sent
+            sent = {name: getattr(c, name) for name in CONTENT_COLUMNS}
+            assert {name: getattr(row, name) for name in CONTENT_COLUMNS} == sent
+            assert (row.idempotency_key, row.read_at) == (key, None)
+    assert rows[1].actions[1] == {"id": "see", "label": "See", "style": "danger", "url": "/s"} and rows[1].actions[0]["url"] == ""
 
 
 def test_replay_pages_and_reset(user: Any) -> None:
@@ -149,7 +153,7 @@ def test_replay_pages_and_reset(user: Any) -> None:
 
 
 def test_expired_notifications_are_not_replayed(user: Any) -> None:
-    services.notify(recipient_ids=[user.id], content=content("gone", expires_at=timezone.now() - timedelta(seconds=1)))
+    services.notify(recipient_ids=[user.id], content=services.Content.trusted(title="gone", expires_at=timezone.now() - timedelta(1)))
     services.notify(recipient_ids=[user.id], content=content("here"))
     page = selectors.replay_page(user.id, since=0, limit=10)
     assert len(page.frames) == 1 and '"here"' in page.frames[0]

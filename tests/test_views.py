@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 def send(user: Any, title: str = "hello", **extra: Any) -> int:
-    return services.notify(recipient_ids=[user.id], content=services.Content(title=title, **extra)).deliveries[0].id
+    """Stored as written, below the edges' rules: the page must be safe with rows written any way."""
+    return services.notify(recipient_ids=[user.id], content=services.Content.trusted(title=title, **extra)).deliveries[0].id
 
 
 def logged_in(client: Client, user: Any) -> Client:

@@ -71,6 +71,16 @@ class ReadFilter(_NullFilter):
     labels = ("Read", "Unread")
 
 
+def _detail_fields() -> tuple[str, ...]:
+    """A notification's page: every column but its id, in the model's order, whether some device acked it
+    (after created_at), and where it was sent away."""
+    names: list[str] = []
+    for f in Notification._meta.concrete_fields:
+        if not f.primary_key:
+            names += [f.name, "delivered"] if f.name == "created_at" else [f.name]
+    return (*names, "sent_away")
+
+
 @admin.register(Notification)
 class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     list_display = ("recipient", "seq", "title", "topic", "level", "created_at", "delivered", "read")
@@ -83,10 +93,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     ordering = ("-created_at", "-id")
     list_select_related = ("recipient", "topic")
     actions = ("delete_selected", "mark_read", "mark_unread", "redeliver")
-    fields = (
-        "recipient", "seq", "topic", "kind", "title", "body", "data", "url", "level", "actor",
-        "created_at", "delivered", "read_at", "expires_at", "idempotency_key", "sent_away",
-    )  # fmt: skip
+    fields = _detail_fields()
     readonly_fields = fields
 
     # --- the list ---------------------------------------------------------------

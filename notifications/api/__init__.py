@@ -25,8 +25,8 @@ from ninja.parser import Parser
 
 from .. import availability, conf, rate_limits
 from ..errors import ServiceError
+from ..fields import fits_64_bits
 from ..middleware import unavailable_response
-from ..schemas import fits_64_bits
 from . import away, me, publish, users, webhooks
 from .security import READ
 

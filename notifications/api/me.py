@@ -6,16 +6,19 @@ from typing import Annotated
 
 from django.http import HttpRequest
 from ninja import Field, Path, Query, Router, Schema, Status
+from pydantic import model_validator
 
-from .. import auth, conf, selectors, services
+from .. import auth, conf, frames, selectors, services
 from ..errors import NotFound
+from ..fields import API_ONLY_FIELDS, GroupKey
 from ..models import Notification, Subscription
 from ..rules import SLUG_PATTERN
 from ..schemas import (
     ERRORS,
     MAX_INBOX_PAGE,
+    GroupOut,
+    InboxItemOut,
     InboxOut,
-    NotificationOut,
     ReadIn,
     ReadOut,
     Seq,
@@ -38,16 +41,29 @@ class InboxQuery(Schema):
     limit: int = Field(default=50, ge=1, le=MAX_INBOX_PAGE)
     unread: bool = Field(default=False, description="Only unread notifications.")
     topic: Slug | None = None
+    group_key: GroupKey | None = Field(default=None, description="Only this group's members (what a grouped row stands for).")
+    grouped: bool = Field(
+        default=False, description="One row per group_key: the group's latest, with `group` {count, unread, actors}. Newest first."
+    )
+
+    @model_validator(mode="after")
+    def _grouped_newest_first(self) -> InboxQuery:
+        if self.grouped and self.since is not None:
+            raise ValueError("grouped pages are newest first: page with `before`, not `since`")
+        return self
 
 
 @router.get("/me/notifications", response={200: InboxOut, **ERRORS})
 def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
-    """A page of my notifications. Newest first (page on with `before`), or oldest first after `since`."""
+    """A page of my notifications. Newest first (page on with `before`), or oldest first after `since`; or grouped."""
     user_id = caller(request).user_id
     state = selectors.stream_state(user_id)
+    if filters.grouped:
+        return _grouped(user_id, state, filters)
     rows = selectors.inbox(
-        user_id, since=filters.since, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic
-    )
+        user_id, since=filters.since, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic,
+        group_key=filters.group_key,
+    )  # fmt: skip
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
     last = rows[-1].seq if more else None
@@ -57,6 +73,23 @@ def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
         unread=state.unread,
         next_before=last if filters.since is None else None,
         next_since=last if filters.since is not None else None,
+    )
+
+
+def _grouped(user_id: int, state: selectors.StreamState, filters: InboxQuery) -> InboxOut:
+    rows = selectors.inbox_rows(
+        user_id, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic,
+        group_key=filters.group_key,
+    )  # fmt: skip
+    more = len(rows) > filters.limit
+    rows = rows[: filters.limit]
+    return InboxOut(
+        items=[_notification(r.notification, group=r.group) for r in rows],
+        head_seq=state.head_seq,
+        unread=state.unread,
+        unread_rows=selectors.unread_rows(user_id),
+        next_before=rows[-1].notification.seq if more else None,
+        next_since=None,
     )
 
 
@@ -108,11 +141,12 @@ def ws_ticket(request: HttpRequest) -> Status[TicketOut]:
     return Status(201, TicketOut(ticket=ticket, expires_in=conf.get().ticket_seconds))
 
 
-def _notification(n: Notification) -> NotificationOut:
-    return NotificationOut(
-        id=n.id, seq=n.seq, topic=n.topic.slug if n.topic else None, kind=n.kind, title=n.title, body=n.body, data=n.data,
-        url=n.url, level=n.level, created_at=n.created_at, expires_at=n.expires_at, read=n.read_at is not None, read_at=n.read_at,
-    )  # fmt: skip
+def _notification(n: Notification, *, group: selectors.Group | None = None) -> InboxItemOut:
+    """The frame's fields, and those only the API gives (fields.FIELDS)."""
+    values = frames.notification_frame(n, n.topic.slug if n.topic else None)
+    del values["type"]
+    values.update({f.name: getattr(n, f.column) for f in API_ONLY_FIELDS})
+    return InboxItemOut(**values, group=GroupOut(**vars(group)) if group else None)
 
 
 def _subscription(s: Subscription) -> SubscriptionOut:

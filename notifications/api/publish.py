@@ -18,6 +18,7 @@ from ninja import Header, Router
 
 from .. import selectors, services
 from ..errors import NotFound
+from ..fields import CONTENT_NAMES
 from ..models import Scope
 from ..schemas import ERRORS, IDEMPOTENCY_KEY_PATTERN, BatchIn, BatchOut, PublishIn, PublishOut
 from . import limits
@@ -74,15 +75,13 @@ def to_requests(items: Sequence[PublishIn], who: Caller, keys: Sequence[str | No
             raise NotFound("unknown_topic", f"no topic {item.topic!r}", fields={f"{where}topic": "unknown topic"})
         if item.level == "error" and item.data.get("critical") is True and not (who.token and Scope.CRITICAL in who.token.scopes):
             raise Forbidden("insufficient_scope", "marking a notification critical needs a token with the 'critical' scope")
-        content = services.Content(
-            title=item.title, body=item.body, kind=item.kind, data=item.data, url=item.url, level=item.level,
-            expires_at=item.expires_at, actor_id=actor_id,
-        )  # fmt: skip
+        # PublishIn validated every content field already (it is a fields.ContentFields).
+        content = services.Content.trusted(**{name: getattr(item, name) for name in CONTENT_NAMES}, actor_id=actor_id)
         if item.topic:
             if item.topic not in by_topic:
                 by_topic[item.topic] = services.topic_request(topic=topics[item.topic], content=content)
             first = by_topic[item.topic]
-            topic_content = replace(content, topic_id=first.content.topic_id)
+            topic_content = content.model_copy(update={"topic_id": first.content.topic_id})
             requests.append(replace(first, content=topic_content, idempotency_key=keys[index]))
         else:
             requests.append(services.PublishRequest([user_ids[u] for u in item.users], content, keys[index]))

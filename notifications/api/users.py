@@ -11,7 +11,8 @@ from ninja import Path, Router, Status
 from pydantic import Field, field_validator
 
 from .. import services
-from ..schemas import ERRORS, Locale, Strict, Text, TimeZone
+from ..fields import Text
+from ..schemas import ERRORS, Locale, Strict, TimeZone
 from .security import USERS
 
 router = Router(tags=["users"], auth=USERS)

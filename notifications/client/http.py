@@ -7,10 +7,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from .listener import Listener
-from .values import ApiError, InboxPage, Notification, PublishResult
+from .values import Action, ApiError, InboxPage, Notification, PublishResult
 
 
 class Client:
@@ -60,12 +61,15 @@ class Client:
         url: str = "",
         level: str = "info",
         expires_at: str | None = None,
+        actions: Sequence[Action | dict[str, str]] = (),
+        group_key: str = "",
         idempotency_key: str | None = None,
     ) -> PublishResult:
         """Publish to users (ids or usernames) or to a topic. `created` is False for a repeated idempotency key."""
         payload = notification_payload(
-            title=title, users=users, topic=topic, body=body, kind=kind, data=data, url=url, level=level, expires_at=expires_at
-        )
+            title=title, users=users, topic=topic, body=body, kind=kind, data=data, url=url, level=level, expires_at=expires_at,
+            actions=actions, group_key=group_key,
+        )  # fmt: skip
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         _, result = self.request("POST", "/notifications", payload, headers=headers)
         return PublishResult.from_dict(result)
@@ -77,8 +81,16 @@ class Client:
         return [PublishResult.from_dict(r) for r in result["results"]]
 
     def inbox(
-        self, *, since: int | None = None, before: int | None = None, limit: int = 50, unread: bool = False, topic: str | None = None
+        self,
+        *,
+        since: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        unread: bool = False,
+        topic: str | None = None,
+        group_key: str | None = None,
     ) -> InboxPage:
+        """A page of my notifications; with group_key, that group's members."""
         params: dict[str, Any] = {"limit": limit}
         if since is not None:
             params["since"] = since
@@ -88,6 +100,8 @@ class Client:
             params["unread"] = "true"
         if topic:
             params["topic"] = topic
+        if group_key is not None:
+            params["group_key"] = group_key
         _, page = self.request("GET", "/me/notifications?" + urllib.parse.urlencode(params))
         return InboxPage(
             [Notification.from_dict(n) for n in page["items"]], page["head_seq"], page["unread"], page["next_before"], page["next_since"]
@@ -125,7 +139,10 @@ def notification_payload(
     url: str = "",
     level: str = "info",
     expires_at: str | None = None,
+    actions: Sequence[Action | dict[str, str]] = (),
+    group_key: str = "",
 ) -> dict[str, Any]:
+    """A POST /notifications body. Each keyword is a field of the server's (tests/test_frames.py checks the list)."""
     payload: dict[str, Any] = {"title": title, "kind": kind, "body": body, "data": data or {}, "url": url, "level": level}
     if topic is not None:
         payload["topic"] = topic
@@ -133,6 +150,10 @@ def notification_payload(
         payload["users"] = list(users)
     if expires_at is not None:
         payload["expires_at"] = expires_at
+    if actions:
+        payload["actions"] = [asdict(a) if isinstance(a, Action) else dict(a) for a in actions]
+    if group_key:
+        payload["group_key"] = group_key
     return payload
 
 

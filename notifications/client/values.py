@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # Copies of the server's close codes (notifications/protocol.py; tests/test_frames.py checks them).
@@ -13,7 +13,19 @@ FATAL_CLOSE_CODES = {CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN}
 
 
 @dataclass(frozen=True)
+class Action:
+    """A button on a notification: with a url, a link; without, the user answers with its id."""
+
+    id: str
+    label: str
+    style: str = "secondary"
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Notification:
+    """A `notification` frame (docs/protocol.md): a copy of the server's field list, which tests/test_frames.py checks."""
+
     seq: int
     id: int
     title: str
@@ -25,14 +37,20 @@ class Notification:
     level: str = "info"
     created_at: str = ""
     read: bool = False
+    actions: tuple[Action, ...] = ()
+    group_key: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Notification:
-        return cls(
-            seq=int(d["seq"]), id=int(d["id"]), title=str(d["title"]), topic=d.get("topic"), kind=d.get("kind", "message"),
-            body=d.get("body", ""), data=d.get("data") or {}, url=d.get("url", ""), level=d.get("level", "info"),
-            created_at=str(d.get("created_at", "")), read=bool(d.get("read", False)),
-        )  # fmt: skip
+        """From a frame or an API item: every field it has, by name (a newer server's extra fields are ignored)."""
+        known = {k: v for k, v in d.items() if k in _NOTIFICATION_FIELDS and v is not None}
+        known["seq"], known["id"], known["read"] = int(d["seq"]), int(d["id"]), bool(d.get("read", False))
+        known["actions"] = tuple(Action(**{k: v for k, v in a.items() if k in _ACTION_FIELDS}) for a in d.get("actions") or ())
+        return cls(**known)
+
+
+_NOTIFICATION_FIELDS = {f.name for f in fields(Notification)}
+_ACTION_FIELDS = {f.name for f in fields(Action)}
 
 
 @dataclass(frozen=True)

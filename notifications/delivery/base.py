@@ -7,6 +7,7 @@ mobile push is one more module implementing `Backend`, registered in __init__.py
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -14,6 +15,7 @@ from typing import Protocol
 from django.conf import settings as django_settings
 from django.db.models import QuerySet
 
+from ..fields import Action
 from ..models import UserStream
 
 
@@ -64,7 +66,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Item:
-    """A due notification, as a channel needs it."""
+    """A due notification, as a channel needs it: its columns of these names (services/away.py reads them by name)."""
 
     id: int
     seq: int
@@ -77,6 +79,8 @@ class Item:
     created_at: datetime
     category: str = ""  # the one its unsubscribe link turns off: topic:<slug>, else kind:<kind>
     category_label: str = ""  # what a person reads for it (services.preferences.category_label)
+    actions: Sequence[Action] = ()
+    group_key: str = ""
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -52,6 +53,21 @@ def _link(config: AwaySettings, url: str) -> str:
     return f"{config.public_url}{safe or reverse('inbox')}"
 
 
+def _entries(config: AwaySettings, newest_first: list[Item]) -> list[dict[str, Any]]:
+    """One entry per notification, except that a group (a group_key) is one entry: its newest, and how many it stands for."""
+    entries: list[dict[str, Any]] = []
+    groups: dict[str, dict[str, Any]] = {}
+    for item in newest_first:
+        if item.group_key in groups:
+            groups[item.group_key]["more"] += 1
+            continue
+        entry = {"item": item, "link": _link(config, item.url), "more": 0}
+        entries.append(entry)
+        if item.group_key:
+            groups[item.group_key] = entry
+    return entries
+
+
 def build_digest(*, recipient: Recipient, items: list[Item], config: AwaySettings) -> EmailMultiAlternatives:
     newest_first = sorted(items, key=lambda i: i.seq, reverse=True)
     categories = sorted({i.category for i in items})
@@ -60,7 +76,7 @@ def build_digest(*, recipient: Recipient, items: list[Item], config: AwaySetting
     per_category = {labels[c]: unsubscribe_url(config, unsubscribe_token(user_id=recipient.id, categories=[c])) for c in categories}
     context = {
         "recipient": recipient,
-        "items": [{"item": i, "link": _link(config, i.url)} for i in newest_first],
+        "items": _entries(config, newest_first),
         "count": len(items),
         "newest": newest_first[0],
         "inbox_url": f"{config.public_url}{reverse('inbox')}",

@@ -19,6 +19,7 @@ from itertools import repeat
 
 import requests
 from django.db.models import Exists, OuterRef, QuerySet
+from django.urls import reverse
 from pywebpush import WebPushException, webpush
 
 from .. import rules
@@ -29,14 +30,28 @@ from .subscription import subscription_refusal
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_URL = 1000
+MAX_PAYLOAD_ACTION_URL = 300  # each of up to 3 buttons': with the rest, well under the ~4 KB a push service takes
 
 
 def payload(item: Item) -> str:
     """What the service worker shows: kept small (push services cap it near 4 KB). The url is a link by the
-    server's rule (rules.link) or none, never cut: a cut URL would be another address."""
+    server's rule (rules.link) or none, never cut: a cut URL would be another address.
+
+    `actions` become the notification's buttons (sw.js): one with a url opens it, one without is an answer.
+    """
     url = rules.link(item.url)
     url = url if len(url) <= MAX_PAYLOAD_URL else ""
-    return json.dumps({"id": item.id, "seq": item.seq, "title": item.title[:200], "body": item.body[:300], "url": url})
+    actions = [{"id": a["id"], "label": a["label"], "url": _action_url(a.get("url", ""))} for a in item.actions]
+    return json.dumps({"id": item.id, "seq": item.seq, "title": item.title[:200], "body": item.body[:300], "url": url, "actions": actions})
+
+
+def _action_url(url: str) -> str:
+    """A link button's url; one that is no link by the rule or too long for the payload opens the inbox instead
+    (where the notification and its button are): never cut, and never turned into an answer."""
+    if not url:
+        return ""
+    link = rules.link(url)
+    return link if link and len(link) <= MAX_PAYLOAD_ACTION_URL else reverse("inbox")
 
 
 class Result(Enum):

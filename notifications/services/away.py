@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from itertools import repeat
 
@@ -35,6 +35,8 @@ from .preferences import Policy, category_label, min_delay, policy
 
 log = logging.getLogger(__name__)
 
+# What an Item copies from its notification by name; the rest is worked out here.
+ITEM_COLUMNS = tuple(f.name for f in fields(delivery.Item) if f.name not in {"topic", "category", "category_label"})
 ROWS_PER_USER = 200  # notifications looked at per user per round; the rest come next round
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -180,7 +182,8 @@ def _triage(
             continue
         category = delivery.natural_category(n.kind, topic)
         label = category_label(category, topic_titles={n.topic.slug: n.topic.title} if n.topic else {})
-        due.append(delivery.Item(n.id, n.seq, n.title, n.body, n.url, n.level, n.kind, topic, n.created_at, category, label))
+        columns = {name: getattr(n, name) for name in ITEM_COLUMNS}
+        due.append(delivery.Item(**columns, topic=topic, category=category, category_label=label))
     if backend.digest and due and cursor.last_sent_at:
         # One digest per window: what is due now waits for the window's end, and goes in one message.
         window_end = cursor.last_sent_at + timedelta(seconds=config.email_digest_seconds)

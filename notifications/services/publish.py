@@ -10,33 +10,17 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import push, selectors, storage, users
+from ..fields import Content
 from ..models import Notification, Topic
 from ..storage import NewRow
 from .streams import create_streams
-
-
-@dataclass(frozen=True)
-class Content:
-    """What a notification says; validated at the edge before it gets here."""
-
-    title: str
-    body: str = ""
-    kind: str = "message"
-    data: dict[str, Any] = field(default_factory=dict)
-    url: str = ""
-    level: str = "info"
-    expires_at: datetime | None = None
-    topic_id: int | None = None
-    actor_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +50,7 @@ def notify(*, recipient_ids: Iterable[int], content: Content, idempotency_key: s
 
 def topic_request(*, topic: Topic, content: Content, idempotency_key: str | None = None) -> PublishRequest:
     """A publish to the topic's current unmuted subscribers (to pass to publish_many, alone or with others)."""
-    return PublishRequest(selectors.topic_audience(topic.id), replace(content, topic_id=topic.id), idempotency_key)
+    return PublishRequest(selectors.topic_audience(topic.id), content.model_copy(update={"topic_id": topic.id}), idempotency_key)
 
 
 def publish_to_topic(*, topic: Topic, content: Content, idempotency_key: str | None = None) -> PublishResult:
@@ -135,16 +119,9 @@ def _plan(requests: Sequence[PublishRequest]) -> list[NewRow]:
     places: Counter[int] = Counter()
     rows = []
     for r in requests:
-        c = r.content
         for uid in dict.fromkeys(r.recipient_ids):
             places[uid] += 1
-            rows.append(
-                NewRow(
-                    recipient_id=uid, seq=places[uid], topic_id=c.topic_id, kind=c.kind, title=c.title, body=c.body,
-                    data=c.data, url=c.url, level=c.level, actor_id=c.actor_id, created_at=now,
-                    expires_at=c.expires_at, idempotency_key=r.idempotency_key,
-                )
-            )  # fmt: skip
+            rows.append(NewRow(recipient_id=uid, seq=places[uid], content=r.content, created_at=now, idempotency_key=r.idempotency_key))
     return rows
 
 

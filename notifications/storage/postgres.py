@@ -14,7 +14,7 @@ from django.db import connections, transaction
 from django.db.models import Model, QuerySet
 
 from .. import users
-from ..frames import NOTIFICATION_FIELDS
+from ..fields import FRAME_FIELDS
 from ..models import Notification, Topic, UserStream
 from .base import M, MissingStreams, NewRow
 
@@ -31,7 +31,7 @@ _FRAME_SQL = {
 }
 _FRAME_OBJECT = (
     "json_build_object('type', 'notification', "
-    + ", ".join(f"'{f.name}', {_FRAME_SQL.get(f.name, 'n.' + f.column)}" for f in NOTIFICATION_FIELDS)
+    + ", ".join(f"'{f.name}', {_FRAME_SQL.get(f.name, 'n.' + f.column)}" for f in FRAME_FIELDS)
     + ")::text"
 )
 

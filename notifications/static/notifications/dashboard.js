@@ -8,6 +8,7 @@
  */
 import { NotificationClient, State } from "./client.js";
 import { setupEnableButton, setupHiddenTabNotifications, setupTitle } from "./away.js";
+import { groupRows, renderActions, renderGroup, setupItemParts } from "./item-parts.js";
 import { safeLink } from "./links.js";
 import { setupOps } from "./ops.js";
 
@@ -146,7 +147,8 @@ function setupInbox() {
   const byId = (id) => list.querySelector(`:scope > li.item[data-id="${Number(id)}"]`);
   const matches = (n) => (!filters.topic || n.topic === filters.topic) && (!filters.unread || !n.read);
 
-  function render(n) {
+  // In the list a notification with a group_key is its group's row (its latest); under that row, a member.
+  function render(n, { member = false } = {}) {
     const li = template.content.firstElementChild.cloneNode(true);
     li.dataset.id = String(n.id);
     li.dataset.seq = String(n.seq);
@@ -173,9 +175,13 @@ function setupInbox() {
     fields("id")[0].value = String(n.id);
     const next = li.querySelector("input[name=next]");
     if (next) next.value = location.pathname + location.search;
-    setRead(li, Boolean(n.read));
+    renderActions(li, n.actions);
+    renderGroup(li, member ? null : n.group || (n.group_key ? { key: n.group_key, more: 0 } : null));
+    setRead(li, Boolean(n.read) && !(n.group?.unread > 0));
     return li;
   }
+
+  const { byGroup, refreshGroup } = groupRows(items, { fetchPage: (extra) => fetchPage(undefined, extra), render });
 
   function setRead(li, read) {
     li.dataset.read = read ? "true" : "false";
@@ -197,8 +203,12 @@ function setupInbox() {
 
   function add(n) {
     if (!matches(n) || byId(n.id)) return;
+    const older = n.group_key ? byGroup(n.group_key) : undefined;
+    if (older && Number(older.dataset.seq) > n.seq) return; // an older member: its row stands already
+    older?.remove(); // the group's row is its latest now
     insert(render(n));
     empty.hidden = true;
+    if (n.group_key && !n.group) refreshGroup(n.group_key).catch(() => {});
   }
 
   function replaceAll(page) {
@@ -217,8 +227,8 @@ function setupInbox() {
     }, 15000);
   }
 
-  async function fetchPage(before) {
-    const params = new URLSearchParams();
+  async function fetchPage(before, extra = {}) {
+    const params = new URLSearchParams(extra);
     if (before) params.set("before", String(before));
     if (filters.topic) params.set("topic", filters.topic);
     if (filters.unread) params.set("unread", "1");
@@ -228,13 +238,20 @@ function setupInbox() {
   }
 
   client.on("notification", (n) => add(n));
+  setupItemParts(list, {
+    client,
+    fetchMembers: (key) => fetchPage(undefined, { group: key }),
+    renderMember: (n) => render(n, { member: true }),
+  });
   client.on("read", (frame) => {
     if (frame.up_to_seq !== undefined) {
       for (const li of items()) if (Number(li.dataset.seq) <= frame.up_to_seq) setRead(li, true);
     } else {
       for (const id of frame.ids || []) {
         const li = byId(id);
-        if (li) setRead(li, true);
+        // A group's row is read when all of it is: the server counts.
+        if (li?.dataset.group) refreshGroup(li.dataset.group).catch(() => {});
+        else if (li) setRead(li, true);
       }
     }
   });
@@ -309,7 +326,13 @@ function setupInbox() {
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      await markRead([id]);
+      if (li.dataset.group) {
+        // A group's row marks every member read: the server knows which they are.
+        const result = await postForm(config.urls.read, new FormData(form));
+        if (typeof result.unread === "number") client.setUnread(result.unread);
+      } else {
+        await markRead([id]);
+      }
       setRead(li, true);
       li.setAttribute("tabindex", "-1");
       li.focus(); // the button is gone: keep keyboard focus on the item
