@@ -13,18 +13,18 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
 from django.db import connection, transaction
+from django.http.cookie import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
@@ -34,7 +34,7 @@ from .admission import admission
 from .errors import ServiceError
 from .middleware import close_socket_unavailable
 from .models import ApiToken, Scope, WsTicket
-from .origins import TrustedOriginValidator, allowed_origin, header, refuse_handshake
+from .origins import allowed_origin, header, refuse_handshake, trusted_origin
 
 TOKEN_PREFIX = "ntf_"
 VALID_SCOPES = {s.value for s in Scope}
@@ -79,7 +79,7 @@ def authenticate_token(secret: str) -> ApiToken | None:
     if not secret.startswith(TOKEN_PREFIX):
         return None
     token = ApiToken.objects.select_related("user").filter(digest=_digest(secret), revoked_at__isnull=True).first()
-    if token is None or not token.user.is_active:
+    if token is None or not getattr(token.user, "is_active", True):
         return None
     if use_is_stale(token):
         record_token_use([token.pk])
@@ -119,7 +119,7 @@ def authenticate_socket_token(secret: str) -> SocketToken | None:
 def _socket_token_sql() -> str:
     user = get_user_model()._meta
     assert user.pk is not None
-    active = "AND u.is_active" if any(f.name == "is_active" for f in user.concrete_fields) else ""
+    active = "AND u.is_active" if users.has_active_flag() else ""
     return (
         "SELECT t.id, t.user_id, t.scopes, (t.last_used_at IS NULL OR t.last_used_at < %s),"
         f" {selectors.stream_state_columns('s')}"
@@ -182,27 +182,27 @@ def invalid_credentials(credentials: Iterable[Credential]) -> set[Credential]:
         by_kind[kind].add(key)
     invalid: set[tuple[str, str]] = set()
     if by_kind["session"]:
-        live = _live_sessions(by_kind["session"])
-        invalid |= {("session", key) for key in by_kind["session"] - live}
+        live_sessions = _live_sessions(by_kind["session"])
+        invalid |= {("session", key) for key in by_kind["session"] - live_sessions.keys()}
     if by_kind["token"]:
         ids = {int(k) for k in by_kind["token"]}
-        live_ids = set(ApiToken.objects.filter(id__in=ids, revoked_at__isnull=True, user__is_active=True).values_list("id", flat=True))
+        live_ids = set(
+            ApiToken.objects.filter(id__in=ids, revoked_at__isnull=True, **users.active_only("user__")).values_list("id", flat=True)
+        )
         invalid |= {("token", str(i)) for i in ids - live_ids}
     if by_kind["user"]:
         user_ids: set[users.UserId] = {users.to_pk(k) for k in by_kind["user"]}
-        active = set(get_user_model()._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
+        active = set(get_user_model()._default_manager.filter(pk__in=user_ids, **users.active_only()).values_list("pk", flat=True))
         invalid |= {("user", str(i)) for i in user_ids - active}
     if by_kind["connection"]:
         pks = {key.rpartition(":")[0] for key in by_kind["connection"]}
-        model = get_user_model()
-        active_filter = {"is_active": True} if any(f.name == "is_active" for f in model._meta.concrete_fields) else {}
-        live = {str(pk) for pk in model._default_manager.filter(pk__in=pks, **active_filter).values_list("pk", flat=True)}
+        live = {str(pk) for pk in get_user_model()._default_manager.filter(pk__in=pks, **users.active_only()).values_list("pk", flat=True)}
         invalid |= {("connection", key) for key in by_kind["connection"] if not connection_tokens.still_valid(key, live)}
     return invalid
 
 
-def _live_sessions(keys: set[str]) -> set[str]:
-    """The sessions that still log their user in, judged as django.contrib.auth.get_user judges them.
+def _live_sessions(keys: set[str]) -> dict[str, users.UserId]:
+    """The sessions that still log their user in, and whose, judged as django.contrib.auth.get_user judges them.
 
     Read only: get_user flushes a session whose auth hash no longer matches the
     user's (a password change elsewhere), so HTTP on it is logged out; its
@@ -211,9 +211,9 @@ def _live_sessions(keys: set[str]) -> set[str]:
     stored = _session_data(keys)
     user_ids = {key: users.to_pk(data[SESSION_KEY]) for key, data in stored.items() if SESSION_KEY in data}
     active: dict[Any, AbstractBaseUser] = {
-        user.pk: user for user in get_user_model()._default_manager.filter(pk__in=set(user_ids.values()), is_active=True)
+        user.pk: user for user in get_user_model()._default_manager.filter(pk__in=set(user_ids.values()), **users.active_only())
     }
-    live = set()
+    live: dict[str, users.UserId] = {}
     for key, user_id in user_ids.items():
         data, user = stored[key], active.get(user_id)
         session_hash = data.get(HASH_SESSION_KEY)
@@ -221,7 +221,7 @@ def _live_sessions(keys: set[str]) -> set[str]:
             continue
         hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
         if any(constant_time_compare(session_hash, h) for h in hashes):
-            live.add(key)
+            live[key] = user.pk
     return live
 
 
@@ -257,28 +257,59 @@ class Handshake:
     token_use_stale: bool = False  # the token's last_used_at is due to be written (the hub batches it)
 
 
-class _SessionHandshake:
-    """Inside AuthMiddlewareStack: the session's user, with the session as the credential checked every heartbeat."""
+class ForeignOrigin(Exception):
+    """A browser page on an origin that may not use this credential here (a socket's handshake is refused, a request is 403)."""
 
-    def __init__(self, app: Any, admitted: Callable[[], None]) -> None:
-        self.app, self.admitted = app, admitted
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        session = scope.get("session")
-        user = scope.get("user")
-        handshake = Handshake(
-            user_id=user.pk if user is not None and user.is_authenticated else None,
-            credential=("session", (session.session_key if session is not None else None) or ""),
-            admitted=self.admitted,
+async def authenticate(scope: dict[str, Any]) -> Handshake:
+    """Who opens this connection, from its ASGI scope: a socket's handshake or an event stream's request alike.
+
+    `Authorization: Bearer` (an API token with `read`, or an app's connection token);
+    `?token=` (a connection token, from the site's own origins or NOTIFY_ALLOWED_ORIGINS);
+    a single-use `?ticket=`; else the session cookie, counted only from the site's own
+    origin. Not authenticated: a Handshake with no user (the socket closes 4401, the
+    stream answers 401). Raises ForeignOrigin.
+    """
+    authorization = header(scope, b"authorization")
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    if authorization is not None:
+        # A browser sets this header only through fetch, behind CORS: the token alone decides.
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() == "bearer" and connection_tokens.looks_like_one(secret):
+            return _connected(await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(secret))
+        # Taken before the statement: a push the hub dispatches from here on may be missing from the head it reads.
+        read_at = time.monotonic()
+        # Any worker thread, not the one every thread-sensitive call of the process shares: connects in parallel.
+        token = (
+            await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret) if scheme.lower() == "bearer" else None
         )
-        return await self.app({**scope, HANDSHAKE: handshake}, receive, send)
+        if token is None or Scope.READ not in token.scopes:
+            return Handshake(None, ("token", ""))
+        credential = ("token", str(token.token_id))
+        return Handshake(token.user_id, credential, stream=token.stream, stream_read_at=read_at, token_use_stale=token.use_is_stale)
+    if "token" in query:
+        if header(scope, b"origin") is not None and not allowed_origin(scope):
+            raise ForeignOrigin("this origin may not use connection tokens here")
+        return _connected(await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(query["token"][0]))
+    if "ticket" in query:
+        redeemed = await database_sync_to_async(redeem_ticket, thread_sensitive=False)(query["ticket"][0])
+        return Handshake(None, ("user", "")) if redeemed is None else Handshake(redeemed.user.pk, redeemed.credential)
+    origin = header(scope, b"origin")
+    if origin is None and scope["type"] == "websocket":
+        # Not a browser (a browser's socket always sends Origin): no cookie counts without the origin check.
+        return Handshake(None, ("session", ""))
+    # A browser sends no Origin on a same-origin GET (EventSource): there the session counts, as on
+    # any page of the site (the SameSite cookie keeps other sites out); a POST is CSRF-checked by its view.
+    if origin is not None and not trusted_origin(scope):
+        raise ForeignOrigin("a session counts only on connections from this site's own pages")
+    key = parse_cookie(header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME, "")
+    live = await database_sync_to_async(_live_sessions, thread_sensitive=False)({key}) if key else {}
+    return Handshake(live.get(key), ("session", key))
 
 
 class WebsocketAuthMiddleware:
-    """Bearer token (an API token or an app's connection token), `?token=` or `?ticket=`, else session cookie behind the origin check.
-
-    It leaves a Handshake in the scope under HANDSHAKE for the consumer.
-    """
+    """The socket's door: availability, admission, then authenticate(); a Handshake for the consumer under HANDSHAKE."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -292,64 +323,17 @@ class WebsocketAuthMiddleware:
         if release is None:
             return await close_socket_unavailable(receive, send)
         try:
-            # The consumer releases once its socket is up; this covers every other way out.
-            return await self._authenticated(scope, receive, send, release)
+            try:
+                handshake = await authenticate(scope)
+            except ForeignOrigin:
+                return await refuse_handshake(receive, send)
+            # The consumer releases once its socket is up; the finally covers every other way out.
+            return await self.app({**scope, HANDSHAKE: replace(handshake, admitted=release)}, receive, send)
         finally:
             release()
 
-    async def _authenticated(self, scope: dict[str, Any], receive: Any, send: Any, admitted: Callable[[], None]) -> Any:
-        async def with_handshake(handshake: Handshake) -> Any:
-            return await self.app({**scope, HANDSHAKE: handshake}, receive, send)
 
-        authorization = header(scope, b"authorization")
-        query = parse_qs(scope.get("query_string", b"").decode("latin1"))
-        if authorization is not None:
-            # Browsers cannot set this header on a WebSocket, so no origin check is needed.
-            scheme, _, secret = authorization.partition(" ")
-            secret = secret.strip()
-            if scheme.lower() == "bearer" and connection_tokens.looks_like_one(secret):
-                connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(secret)
-                return await with_handshake(_connected(connected, admitted))
-            # Taken before the statement: a push the hub dispatches from here on may be missing from the head it reads.
-            read_at = time.monotonic()
-            # Any worker thread, not the one every thread-sensitive call of the process shares: connects in parallel.
-            token = (
-                await database_sync_to_async(authenticate_socket_token, thread_sensitive=False)(secret)
-                if scheme.lower() == "bearer"
-                else None
-            )
-            if token is None or Scope.READ not in token.scopes:
-                return await with_handshake(Handshake(None, ("token", ""), admitted))
-            return await with_handshake(
-                Handshake(
-                    token.user_id,
-                    ("token", str(token.token_id)),
-                    admitted,
-                    stream=token.stream,
-                    stream_read_at=read_at,
-                    token_use_stale=token.use_is_stale,
-                )
-            )
-        if "token" in query:
-            # An app's connection token, from a page on one of its origins (NOTIFY_ALLOWED_ORIGINS).
-            if header(scope, b"origin") is not None and not allowed_origin(scope):
-                return await refuse_handshake(receive, send)
-            connected = await database_sync_to_async(connection_tokens.verify, thread_sensitive=False)(query["token"][0])
-            return await with_handshake(_connected(connected, admitted))
-        if "ticket" in query:
-            redeemed = await database_sync_to_async(redeem_ticket, thread_sensitive=False)(query["ticket"][0])
-            if redeemed is None:
-                return await with_handshake(Handshake(None, ("user", ""), admitted))
-            return await with_handshake(Handshake(redeemed.user.pk, redeemed.credential, admitted))
-        if header(scope, b"origin") is None:
-            # Not a browser (browsers always send Origin): no cookie auth without
-            # the origin check, but say 4401 rather than refuse the handshake.
-            return await with_handshake(Handshake(None, ("session", ""), admitted))
-        cookie_app = TrustedOriginValidator(AuthMiddlewareStack(_SessionHandshake(self.app, admitted)))
-        return await cookie_app(scope, receive, send)
-
-
-def _connected(connected: connection_tokens.ConnectionToken | None, admitted: Callable[[], None]) -> Handshake:
+def _connected(connected: connection_tokens.ConnectionToken | None) -> Handshake:
     if connected is None:
-        return Handshake(None, ("connection", ""), admitted)
-    return Handshake(connected.user.pk, connected.credential, admitted)
+        return Handshake(None, ("connection", ""))
+    return Handshake(connected.user.pk, connected.credential)

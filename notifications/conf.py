@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.conf import settings
+from requests import certs
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,32 @@ class NotificationSettings:
     allowed_origins: tuple[str, ...]  # an app's origins that may open sockets with those and call the API (CORS)
     rate_limits: RateLimits
     trusted_proxies: int
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Outbound webhooks (docs/webhooks.md)."""
+
+    allow_private: bool  # loopback and private addresses, and plain http: development and tests only
+    retry_seconds: tuple[float, ...]  # the wait before each retry; the message fails after the last
+    timeout_seconds: float
+    concurrency: int
+    ca_file: str  # the PEM bundle a receiver's certificate must chain to
+
+
+def webhooks() -> WebhookSettings:
+    raw = getattr(settings, "WEBHOOKS", {})
+    return WebhookSettings(
+        allow_private=bool(raw.get("ALLOW_PRIVATE", False)),
+        retry_seconds=tuple(float(s) for s in raw.get("RETRY_SECONDS") or DEFAULT_WEBHOOK_RETRY_SECONDS),
+        timeout_seconds=float(raw.get("TIMEOUT_SECONDS", 10.0)),
+        concurrency=int(raw.get("CONCURRENCY", 8)),
+        ca_file=raw.get("CA_FILE") or certs.where(),
+    )
+
+
+# Svix's schedule (the authors of Standard Webhooks): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 28 hours).
+DEFAULT_WEBHOOK_RETRY_SECONDS = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 def redis_url() -> str:

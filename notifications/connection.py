@@ -9,12 +9,13 @@ are answered by `answer`, on the socket or from `POST /api/v1/me/frames`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
 
-from . import conf, hub, protocol, selectors, services, users
+from . import auth, conf, hub, protocol, selectors, services, users
 from .errors import ServiceError
 from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Ping, Read, Resume, Subscribe, Unsubscribe
 from .socket_sync import SocketSync
@@ -47,6 +48,36 @@ class SyncedConnection:
         # Protocol addition (docs/protocol.md): a client that can read `batch` frames gets
         # a burst's pushes several to a frame (hub.COALESCE_SECONDS), and replays in few frames.
         self.batching = batching
+        self._frame_tokens = float(self.settings.client_frame_burst)
+        self._frame_tokens_at = time.monotonic()
+
+    def take_frame_token(self) -> bool:
+        """The client's frame budget (NOTIFY_CLIENT_FRAME_BURST, refilled at NOTIFY_CLIENT_FRAMES_PER_SECOND): False past it."""
+        now = time.monotonic()
+        refill = (now - self._frame_tokens_at) * self.settings.client_frames_per_second
+        self._frame_tokens = min(float(self.settings.client_frame_burst), self._frame_tokens + refill)
+        self._frame_tokens_at = now
+        if self._frame_tokens < 1:
+            return False
+        self._frame_tokens -= 1
+        return True
+
+    async def attach(self, handshake: auth.Handshake) -> selectors.StreamState:
+        """Join the process's hub as the handshake's user; the user's stream as it stands once attached."""
+        assert handshake.user_id is not None
+        self.user_id = handshake.user_id
+        self.credential = handshake.credential
+        self.hub = hub.hub()
+        await self.hub.attach(self)
+        if handshake.token_use_stale:
+            self.hub.writes.record_token_use(int(self.credential[1]))
+        # A token's check read the head too, before this connection could attach: good unless a push
+        # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
+        state = handshake.stream
+        if state is None or self.hub.dispatched.since(handshake.stream_read_at, self.user_id):
+            # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
+            state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        return state
 
     async def send_frame(self, text: str, *, seq: int | None = None) -> None:
         """Send one encoded frame; `seq` is the highest notification seq it carries, if any."""

@@ -7,18 +7,16 @@ stream: connection.SyncedConnection holds it; this module does the socket's I/O.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.db import OperationalError
 
-from . import auth, availability, connection, hub, protocol, selectors
+from . import auth, availability, connection, protocol
 from .connection import SyncedConnection, since_from
 from .errors import ServiceError
 from .protocol import CLOSE_RATE_LIMITED, CLOSE_TOO_BIG_SEEN_BY_APP, CLOSE_UNAUTHENTICATED, ClientFrame, FrameError
@@ -65,26 +63,13 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         self.init_sync(batching=query.get("batch") == ["1"])
-        self.tokens = float(self.settings.client_frame_burst)
-        self.tokens_at = time.monotonic()
 
         handshake = self.handshake
         if handshake.user_id is None:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user_id = handshake.user_id
-        self.credential = handshake.credential
-        self.hub = hub.hub()
-        await self.hub.attach(self)
-        if handshake.token_use_stale:
-            self.hub.writes.record_token_use(int(self.credential[1]))
-        # A token's check read the head too, before this socket could attach: good unless a push
-        # for this user was dispatched since. Otherwise read it now, attached, so none falls between.
-        state = handshake.stream
-        if state is None or self.hub.dispatched.since(handshake.stream_read_at, self.user_id):
-            # Any worker thread, not the one shared by every DB call of the process: connects in parallel.
-            state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        state = await self.attach(handshake)
         await self.accept()
         await self.start(state, *since_from(query))
 
@@ -124,7 +109,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
         if text_data is None:
             await self.send(protocol.error("bad_frame", "binary frames are not supported; send JSON text"))
             return
-        if not self._take_token():
+        if not self.take_frame_token():
             await self.close(code=CLOSE_RATE_LIMITED)
             return
         try:
@@ -147,17 +132,6 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
             await self.send(protocol.reply(frame.ref, ok=False, error=code, message=message))
         else:
             await self.send(protocol.error(code, message))
-
-    def _take_token(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(
-            float(self.settings.client_frame_burst), self.tokens + (now - self.tokens_at) * self.settings.client_frames_per_second
-        )
-        self.tokens_at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
     async def handle(self, frame: ClientFrame) -> None:
         answer = await connection.answer(frame, user_id=self.user_id, connection=self)

@@ -2,7 +2,10 @@
 
     INSTALLED_APPS = [..., *notifications.embed.INSTALLED_APPS]
     urlpatterns = [..., path("notifications/", include("notifications.urls"))]
-    application = ProtocolTypeRouter({"http": ..., "websocket": notifications.embed.websocket_application()})
+    application = ProtocolTypeRouter({
+        "http": notifications.embed.http_application(get_asgi_application()),
+        "websocket": notifications.embed.websocket_application(),
+    })
 
 Imported by settings modules, so nothing here touches a model or the settings at import time.
 """
@@ -35,3 +38,16 @@ def websocket_application() -> Any:
     from .routing import websocket_urlpatterns
 
     return WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+
+
+def http_application(django_app: Any) -> Any:
+    """The `"http"` entry: the host's Django app, with the event stream served in front of it.
+
+    Optional: without it every request still works (Django's views serve the stream);
+    with it the stream and its own frames skip Django's middleware and the token
+    lookup (api/stream.event_stream_application). Call it after Django is set up, as
+    websocket_application().
+    """
+    from .api.stream import event_stream_application
+
+    return event_stream_application(django_app)

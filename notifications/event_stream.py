@@ -14,11 +14,9 @@ import asyncio
 import contextlib
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
-from channels.db import database_sync_to_async
-
-from . import hub, lifecycle, protocol, selectors, users
+from . import auth, lifecycle, protocol, users
 from .connection import SyncedConnection
 
 # A browser's own reconnect waits this long (the SSE `retry:` field); client.js does its own backoff.
@@ -31,28 +29,23 @@ _streams: dict[str, EventStream] = {}  # this process's open streams, by id
 class EventStream(SyncedConnection):
     labels_seqs = True
 
-    def __init__(self, *, user_id: users.UserId, credential: tuple[str, str], batching: bool) -> None:
-        self.user_id = user_id
-        self.credential = credential
-        self.id = secrets.token_urlsafe(12)
+    def __init__(self, *, batching: bool) -> None:
+        self.id = secrets.token_urlsafe(16)  # 128 bits: the id is what an ack or resume POST presents (api/stream.py)
         self.init_sync(batching=batching)
         # Unbounded, but only by count: sent and unacked frames are bounded by the
         # slow-consumer rule (SocketSync.buffer_frames), which closes the stream past it.
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.ended = asyncio.Event()
 
-    async def open(self, since: int | None, problem: str | None) -> None:
-        """Attach to the hub, then welcome and replay: queued until the response is served."""
+    async def open(self, handshake: auth.Handshake, since: int | None, problem: str | None) -> None:
+        """Attach to the hub as the handshake's user, then welcome and replay: queued until the response is served."""
         self._out.put_nowait(f"retry: {RETRY_MS}\n\n".encode())
-        self.hub = hub.hub()
         _streams[self.id] = self
         lifecycle.on_stop(drain)
-        await self.hub.attach(self)
-        # Read once attached, so that no push falls between the head and the stream (as on a socket).
-        state = await database_sync_to_async(selectors.stream_state, thread_sensitive=False)(self.user_id)
+        state = await self.attach(handshake)
         await self.start(state, since, problem, stream=self.id)
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self) -> AsyncGenerator[bytes, None]:
         """The response: events as they are queued, until the stream closes or the client goes (Django cancels us)."""
         try:
             while True:
@@ -84,6 +77,12 @@ class EventStream(SyncedConnection):
         self._out.put_nowait(f'{hint}event: close\ndata: {{"code":{code}}}\n\n'.encode())
         self._out.put_nowait(None)
         self.stop()
+
+
+def held(stream_id: str | None) -> EventStream | None:
+    """The open stream of this id, if this process serves it (its id is its reader's to know: api/stream.py)."""
+    stream = _streams.get(stream_id or "")
+    return stream if stream is not None and not stream.closed else None
 
 
 def find(stream_id: str | None, user_id: users.UserId) -> EventStream | None:

@@ -113,6 +113,7 @@ class Scope(models.TextChoices):
     READ = "read"
     CRITICAL = "critical"  # with publish: `level: error` + `data.critical: true` bypasses preferences and quiet hours
     USERS = "users"  # create, update and delete users by the app's own ids (beside an app: docs/integrate.md)
+    WEBHOOKS = "webhooks"  # manage the service's webhook endpoints, which receive events about every user
 
 
 class ApiToken(models.Model):
@@ -277,3 +278,73 @@ class AwayDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.state} {self.notification_id}"
+
+
+# --- webhooks: events to the publisher's endpoints (docs/webhooks.md) -------------------
+
+
+class WebhookEvent(models.TextChoices):
+    ACTION = "notification.action"
+    DELIVERED = "notification.delivered"
+    READ = "notification.read"
+    EMAILED = "notification.emailed"
+    PUSHED = "notification.pushed"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL the worker POSTs the events it subscribes to, signed with its secret (Standard Webhooks)."""
+
+    url = models.CharField(max_length=2000)
+    events = models.JSONField(default=list)  # WebhookEvent values
+    # Kept in the clear: it is an HMAC key the worker signs with, not a password. Shown once, when created.
+    secret = models.CharField(max_length=100, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # By the operator: no event is written for it and what waits for it is not sent, until enabled again.
+    disabled = models.BooleanField(default=False)
+    # DELETE over the API: gone for good; the row stays for its attempt log.
+    removed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk}: {self.url[:80]}"
+
+
+class WebhookMessage(models.Model):
+    """One event for one endpoint, the outbox row: written in the transaction of the change it reports,
+    sent by the worker until the endpoint answers 2xx or the retries run out."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # every retry failed
+        CANCELLED = "cancelled"  # its endpoint was removed or disabled before it went
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)  # msg_…: the webhook-id of every attempt
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="+")
+    event_type = models.CharField(max_length=64, choices=WebhookEvent.choices)
+    body = models.TextField()  # the exact JSON signed and sent on every attempt
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="webhookmessage_due")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.event_type} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a message: its answer's status (or why there was none), how long it took, the answer's start."""
+
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    response = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.message_id} at {self.at}: {self.status_code or self.error}"

@@ -64,15 +64,3 @@ async def refuse_handshake(receive: Any, send: Any) -> None:
     # Closing before accepting refuses the handshake (the server answers 403); no consumer, no channel layer.
     if (await receive())["type"] == "websocket.connect":
         await send({"type": "websocket.close"})
-
-
-class TrustedOriginValidator:
-    """Refuse the handshake (HTTP 403) of a socket whose Origin is not trusted."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if trusted_origin(scope):
-            return await self.app(scope, receive, send)
-        await refuse_handshake(receive, send)

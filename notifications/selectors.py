@@ -278,19 +278,21 @@ def active_user_ids(usernames: list[str]) -> dict[str, int]:
     from django.contrib.auth import get_user_model
 
     login = users.login_field()
-    return dict(get_user_model()._default_manager.filter(**{f"{login}__in": usernames, "is_active": True}).values_list(login, "pk"))
+    return dict(get_user_model()._default_manager.filter(**{f"{login}__in": usernames}, **users.active_only()).values_list(login, "pk"))
 
 
 def active_ids(user_ids: list[int]) -> set[int]:
     """Those of these ids that are active users: an id is sent to on the same terms as a name."""
     from django.contrib.auth import get_user_model
 
-    return set(get_user_model()._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
+    return set(get_user_model()._default_manager.filter(pk__in=user_ids, **users.active_only()).values_list("pk", flat=True))
 
 
 def topic_audience(topic_id: int) -> list[int]:
     """Who a publish to the topic reaches: its current, unmuted, active subscribers."""
-    return list(Subscription.objects.filter(topic_id=topic_id, muted=False, user__is_active=True).values_list("user_id", flat=True))
+    return list(
+        Subscription.objects.filter(topic_id=topic_id, muted=False, **users.active_only("user__")).values_list("user_id", flat=True)
+    )
 
 
 def topic_slugs(topic_ids: set[int]) -> dict[int, str]:

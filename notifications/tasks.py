@@ -1,8 +1,10 @@
-"""The away channels' task on django-tasks (database backend, docs/decisions/0008-away-channels-task-engine.md).
+"""The worker's tasks on django-tasks (database backend, docs/decisions/0008-away-channels-task-engine.md).
 
-One `deliver_due` task per channel is ever waiting: each run does a round of
-due work found by query (services/away.py) and enqueues the next, at once when
-there was more, else after the poll interval. The publish path enqueues nothing.
+One `deliver_due` task per away channel, and one `deliver_webhooks` task, is
+ever waiting: each run does a round of due work found by query
+(services/away.py, services/webhook_sends.py) and enqueues the next, at once
+when there was more, else after the poll interval. The publish path enqueues
+nothing.
 
 django-tasks-db has no notion of a lost worker: a worker killed mid-round leaves
 its row RUNNING for ever, and as each round enqueues the next, that channel's
@@ -10,7 +12,9 @@ chain stops with it. `recover_lost` (run by `manage.py worker` on start and
 every few seconds) marks such a row failed through the library's own
 `set_failed` and enqueues the channel's next round, so the work is retried once.
 That retry sends nothing twice: a killed round's sends were never recorded, and
-its user locks went with its database connection (services/away.py).
+its user locks went with its database connection (services/away.py). A killed
+webhook round's message locks went the same way: their messages are sent again,
+with the same webhook-id (services/webhook_sends.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from . import delivery, services
 
 log = logging.getLogger(__name__)
 QUEUE = "away"
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = (QUEUE, WEBHOOK_QUEUE)
 KEEP_RESULTS = timedelta(hours=1)
 
 
@@ -49,12 +55,31 @@ def deliver_due(channel: str) -> dict[str, int]:
     finally:
         # The next round comes even after one that failed: a failure must not end the channel for everyone.
         schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
-    # Each round leaves a result row; the finished ones of an hour ago are of no more use.
-    DBTaskResult.objects.filter(task_path=_PATH, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
+    _forget_finished(_PATH)
     return {"users": report.users, "sent": report.sent, "failures": report.failures}
 
 
+@task(queue_name=WEBHOOK_QUEUE)
+def deliver_webhooks() -> dict[str, int]:
+    more = False
+    try:
+        report = services.deliver_webhooks()
+        more = report.more
+        level = logging.INFO if report.attempts or report.errors else logging.DEBUG
+        log.log(level, "webhook round: %s, %d error(s)", {r.value: n for r, n in report.results.items()}, report.errors)
+    finally:
+        schedule_webhooks(delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
+    _forget_finished(_WEBHOOKS_PATH)
+    return {"attempts": report.attempts, "errors": report.errors}
+
+
 _PATH = deliver_due.module_path
+_WEBHOOKS_PATH = deliver_webhooks.module_path
+
+
+def _forget_finished(path: str) -> None:
+    # Each round leaves a result row; the finished ones of an hour ago are of no more use.
+    DBTaskResult.objects.filter(task_path=path, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
 
 
 def schedule(channel: str, *, delay_seconds: float) -> None:
@@ -66,6 +91,14 @@ def schedule(channel: str, *, delay_seconds: float) -> None:
     deliver_due.using(run_after=timezone.now() + timedelta(seconds=delay_seconds)).enqueue(channel)
 
 
+def schedule_webhooks(*, delay_seconds: float) -> None:
+    """Enqueue the next webhook round unless one is waiting already (two are harmless: messages are claimed
+    under row locks)."""
+    if DBTaskResult.objects.filter(task_path=_WEBHOOKS_PATH, status=TaskResultStatus.READY).exists():
+        return
+    deliver_webhooks.using(run_after=timezone.now() + timedelta(seconds=delay_seconds)).enqueue()
+
+
 def new_worker_id() -> str:
     """A worker's id in the rows it runs: host and pid, so a worker on the same host can tell when it is gone
     (django-tasks-db allows 64 characters)."""
@@ -73,7 +106,7 @@ def new_worker_id() -> str:
 
 
 def recover_lost(*, me: str, now: datetime | None = None) -> int:
-    """Fail each RUNNING row of our queue whose worker is gone, and enqueue its channel's next round.
+    """Fail each RUNNING row of our queues whose worker is gone, and enqueue its next round.
 
     Gone: a worker on this host whose process no longer exists (or whose pid is now `me`'s, after a
     container restart), or any row that has been running for WORKER_LOST_SECONDS, wherever it ran."""
@@ -81,12 +114,14 @@ def recover_lost(*, me: str, now: datetime | None = None) -> int:
     cutoff = now - timedelta(seconds=delivery.get_settings().worker_lost_seconds)
     lost = 0
     with transaction.atomic():
-        for row in DBTaskResult.objects.running().filter(queue_name=QUEUE).select_for_update(skip_locked=True):
+        for row in DBTaskResult.objects.running().filter(queue_name__in=QUEUES).select_for_update(skip_locked=True):
             if not _lost(row, me=me, cutoff=cutoff):
                 continue
             row.set_failed(WorkerLost(f"worker {row.worker_ids[-1] if row.worker_ids else '?'} stopped mid-round"))
             if row.task_path == _PATH:
                 schedule(*row.args_kwargs["args"], delay_seconds=0)
+            elif row.task_path == _WEBHOOKS_PATH:
+                schedule_webhooks(delay_seconds=0)
             lost += 1
     return lost
 

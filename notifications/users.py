@@ -8,6 +8,7 @@ as is, anything else as its text; `from_wire` turns it back.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeAlias
 
 from django.contrib.auth import get_user_model
@@ -50,6 +51,17 @@ def db_value(pk: UserId, connection: BaseDatabaseWrapper) -> Any:
 def db_type(connection: BaseDatabaseWrapper) -> str:
     """The key's column type, for a cast in raw SQL (bigint, integer, uuid...)."""
     return str(_pk().rel_db_type(connection))
+
+
+@functools.cache
+def has_active_flag() -> bool:
+    """Whether the user model stores `is_active`. Without it (a bare AbstractBaseUser) every user is active, as for ModelBackend."""
+    return any(f.name == "is_active" for f in get_user_model()._meta.concrete_fields)
+
+
+def active_only(path: str = "") -> dict[str, bool]:
+    """The ORM filter for active users, e.g. `filter(**active_only("user__"))`; empty for a model without the flag."""
+    return {f"{path}is_active": True} if has_active_flag() else {}
 
 
 def login_field() -> str:

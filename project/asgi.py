@@ -14,7 +14,7 @@ from django.core.exceptions import SuspiciousFileOperation  # noqa: E402
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse  # noqa: E402
 
 from notifications import conf  # noqa: E402
-from notifications.embed import websocket_application  # noqa: E402
+from notifications.embed import http_application, websocket_application  # noqa: E402
 
 
 class StaticFiles(ASGIStaticFilesHandler):
@@ -44,7 +44,7 @@ application = ProtocolTypeRouter(
     {
         # One process serves the page, its client.js and the socket; put a CDN
         # or proxy in front for heavy static traffic.
-        "http": StaticFiles(django_asgi_app),
+        "http": StaticFiles(http_application(django_asgi_app)),
         "websocket": websocket_application(),
     }
 )

@@ -289,7 +289,7 @@ def email_settings(url: str) -> dict[str, Any]:
 
 globals().update(email_settings(os.environ.get("EMAIL_URL", "")))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "notifications@localhost")
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["away"]}}
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["away", "webhooks"]}}
 AWAY = {
     "PUBLIC_URL": os.environ.get("NOTIFY_PUBLIC_URL", "http://localhost:8000").rstrip("/"),
     "EMAIL_DELAY_SECONDS": env_int("NOTIFY_EMAIL_DELAY_SECONDS", 600),
@@ -312,6 +312,18 @@ AWAY = {
     "WORKER_POLL_SECONDS": float(os.environ.get("NOTIFY_WORKER_POLL_SECONDS", "2")),
     # A round still RUNNING this long is taken as lost wherever its worker was (notifications/tasks.py).
     "WORKER_LOST_SECONDS": env_int("NOTIFY_WORKER_LOST_SECONDS", 900),
+}
+WEBHOOKS = {
+    # Lets endpoints on loopback and private addresses, and plain http, in: development and tests only.
+    "ALLOW_PRIVATE": env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False),
+    # The waits before each retry, in seconds ("5,300,1800"); a message that fails after the last is given up.
+    # Unset: notifications.conf's schedule, about 28 hours (docs/webhooks.md).
+    "RETRY_SECONDS": [float(s) for s in env_list("NOTIFY_WEBHOOK_RETRY_SECONDS", "")],
+    "TIMEOUT_SECONDS": float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", "10")),
+    # Requests at once per worker process.
+    "CONCURRENCY": env_int("NOTIFY_WEBHOOK_CONCURRENCY", 8),
+    # A PEM bundle to trust instead of certifi's (a private CA); the tests' receiver is trusted this way.
+    "CA_FILE": os.environ.get("NOTIFY_WEBHOOK_CA_FILE", ""),
 }
 
 LOGGING = {

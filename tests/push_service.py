@@ -36,7 +36,8 @@ def b64e(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _certificate(directory: str) -> tuple[str, str]:
+def certificate(directory: str, names: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (and the DNS `names`), its own CA: (cert path, key path)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
@@ -44,7 +45,9 @@ def _certificate(directory: str) -> tuple[str, str]:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), *map(x509.DNSName, names)]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
@@ -71,7 +74,7 @@ class PushService:
         self.slow_release = threading.Event()
         self.slow_held = 0
         self.dir = tempfile.mkdtemp(prefix="push-")
-        self.cert, key = _certificate(self.dir)
+        self.cert, key = certificate(self.dir)
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, key)

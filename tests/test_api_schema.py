@@ -51,7 +51,7 @@ def world(in_test_transaction: None, django_user_model: Any, settings: Any) -> d
     for slug, public in (("news", True), ("a", True), ("staff", False)):
         topic = Topic.objects.create(slug=slug, title=slug.title(), public=public)
         Subscription.objects.create(user=users[0], topic=topic)
-    return {"Authorization": f"Bearer {auth.issue_token(user=users[0], scopes=['publish', 'read']).secret}"}
+    return {"Authorization": f"Bearer {auth.issue_token(user=users[0], scopes=['publish', 'read', 'webhooks']).secret}"}
 
 
 # Loaded at import (schemathesis' lazy from_fixture does not run under pytest 9); serving the schema touches no database.

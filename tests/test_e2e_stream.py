@@ -74,3 +74,19 @@ def test_the_dashboard_works_through_a_proxy_that_blocks_websockets(
     api.publish("back on the socket", users=[alice])
     expect(items(page)).to_have_count(3)
     assert page.evaluate("window.seen.map((n) => n.seq)") == [1, 2, 3]
+
+
+@pytest.mark.server
+def test_a_stream_refused_for_its_credential_stops_as_a_socket_closed_with_4401_does(
+    daphne: DaphneServer, proxy: BlockingProxy, new_context: Callable[[], BrowserContext]
+) -> None:
+    # EventSource hides a refused stream's status; stream-transport.js reads it again by fetch,
+    # so a logged-out user is told to log in rather than left backing off as if offline.
+    create_user("bob")
+    context = new_context()
+    page = log_in(context, proxy, "bob")  # type: ignore[arg-type]
+    assert page.evaluate("window.notifyClient.transport") == "stream"
+    context.clear_cookies()  # the session is gone from this browser
+    daphne.restart()  # the stream ends (1012); its reconnect is refused with 401
+    page.wait_for_function("window.notifyClient.state === 'offline'", timeout=TIMEOUT_MS)
+    assert page.evaluate("window.notifyClient._stateReason") == "unauthenticated"

@@ -217,3 +217,31 @@ def test_the_bell_on_the_hosts_page_updates_live(host: Host, server: str) -> Non
             page.screenshot(path=str(ROOT / "test-artifacts" / "embedded-bell.png"))
         finally:
             browser.close()
+
+
+def test_the_wheel_declares_every_package_the_app_imports() -> None:
+    # The host venv above gets the dependencies from the shared venv (no network), so it cannot
+    # notice one missing from pyproject.toml: a host's `pip install` would, with an ImportError.
+    import ast
+    import importlib.metadata
+    import re
+    import tomllib
+
+    declared = {
+        re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+        for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    providers = importlib.metadata.packages_distributions()
+    imported: set[str] = set()
+    for path in (ROOT / "notifications").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.partition(".")[0])
+    undeclared = {
+        name
+        for name in imported - {"notifications"}
+        if providers.get(name) and not {dist.lower().replace("_", "-") for dist in providers[name]} & declared
+    }
+    assert undeclared == set(), "imported by notifications/ but no distribution of it is in pyproject.toml's dependencies"

@@ -67,12 +67,16 @@ class Stream:
         self.conn.close()
 
 
-def post_frame(server: DaphneServer, token: str, frame: dict[str, Any], stream_id: str | None = None) -> tuple[int, Any]:
+def post_frame(
+    server: DaphneServer, token: str | None, frame: dict[str, Any] | str, stream_id: str | None = None, **extra_headers: str
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **extra_headers}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     if stream_id is not None:
         headers["Notify-Stream"] = stream_id
-    conn.request("POST", "/api/v1/me/frames", body=json.dumps(frame), headers=headers)
+    conn.request("POST", "/api/v1/me/frames", body=frame if isinstance(frame, str) else json.dumps(frame), headers=headers)
     response = conn.getresponse()
     body = response.read()
     conn.close()
@@ -161,4 +165,49 @@ def test_a_stream_that_does_not_keep_up_is_cut_off_as_a_slow_socket_is(daphne_fa
     assert event == ("close", {"code": 4408})
     assert stream.event() is None
     assert 20 < len(notifications(received)) < 100  # the window, and what one round of the hub sent past it
+    stream.close()
+
+
+def test_a_streams_own_frames_need_only_its_id_and_spend_its_frame_budget(daphne_factory: Any, user: Any, token_for: Any) -> None:
+    # An ack, resume or ping naming a stream its process serves is answered from the stream
+    # itself (api/stream.event_stream_application): the id, which only its welcome carried, is the credential.
+    server = daphne_factory(
+        NOTIFY_CLIENT_FRAME_BURST="4", NOTIFY_CLIENT_FRAMES_PER_SECOND="1", NOTIFY_ALLOWED_ORIGINS="https://app.example"
+    )
+    token = token_for(user, ("read",))
+    stream = Stream(server, token)
+    stream_id = stream.frame()["stream"]
+    seqs = [notify(user, f"n{i}") for i in range(3)]
+    assert notifications([stream.frame() for _ in seqs]) == seqs
+
+    acked = post_frame(server, None, {"type": "ack", "seq": seqs[-1], "ref": "a"}, stream_id, Origin="https://app.example")
+    assert acked == (200, {"type": "reply", "ref": "a", "ok": True})
+    assert UserStream.objects.get(user_id=user.id).delivered_seq == seqs[-1]
+    assert post_frame(server, None, {"type": "resume", "since": seqs[0]}, stream_id) == (204, None)
+    assert notifications(stream.until("synced")) == seqs[1:]  # replayed on that stream
+
+    # Everything else is an API request as before: no credential, no answer, whatever stream it names.
+    status, refused = post_frame(server, None, {"type": "read", "all": True}, stream_id)
+    assert (status, refused["code"]) == (401, "unauthenticated")
+    assert post_frame(server, None, {"type": "ack", "seq": 1}, "not-a-stream")[0] == 401
+    status, error = post_frame(server, token, "{not json", stream_id)  # not parsed here: the view reads the same body
+    assert (status, error["code"]) == (400, "bad_json")
+
+    # Four frames a burst, one a second after: eight in a row run past it.
+    statuses = [post_frame(server, None, {"type": "ping", "ref": i}, stream_id)[0] for i in range(8)]
+    assert statuses[0] == 200 and statuses[-1] == 429
+    stream.close()
+
+
+def test_a_streams_own_frames_carry_cors_only_for_allowed_origins(daphne_factory: Any, user: Any, token_for: Any) -> None:
+    server = daphne_factory(NOTIFY_ALLOWED_ORIGINS="https://app.example")
+    stream = Stream(server, token_for(user, ("read",)))
+    stream_id = stream.frame()["stream"]
+    for origin, allowed in (("https://app.example", "https://app.example"), ("https://evil.example", None)):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        conn.request("POST", "/api/v1/me/frames", body='{"type":"ping","ref":1}', headers={"Notify-Stream": stream_id, "Origin": origin})
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, {"type": "pong", "ref": 1})
+        assert response.getheader("Access-Control-Allow-Origin") == allowed
+        conn.close()
     stream.close()

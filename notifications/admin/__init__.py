@@ -2,10 +2,10 @@
 
 One module per concern: notifications (list, actions, compose), topics and
 subscriptions, API tokens, the per-user delivery view, the away channels and the
-users' choices for them; listing.py holds what
+users' choices for them, webhooks; listing.py holds what
 keeps the big lists fast (cheap counts, a date drill-down without full scans).
 """
 
-from . import away, notifications, preferences, streams, tokens, topics
+from . import away, notifications, preferences, streams, tokens, topics, webhooks
 
-__all__ = ["away", "notifications", "preferences", "streams", "tokens", "topics"]
+__all__ = ["away", "notifications", "preferences", "streams", "tokens", "topics", "webhooks"]

@@ -27,7 +27,7 @@ from .. import availability, conf, rate_limits
 from ..errors import ServiceError
 from ..fields import fits_64_bits
 from ..middleware import unavailable_response
-from . import away, me, publish, users
+from . import away, me, publish, users, webhooks
 from .security import READ
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ api.add_router("", publish.router)
 api.add_router("", me.router)
 api.add_router("", away.router)
 api.add_router("", users.router)
+api.add_router("", webhooks.router)
 
 
 def error_response(request: HttpRequest, status: int, code: str, message: str, fields: dict[str, str] | None = None) -> HttpResponse:

@@ -100,6 +100,7 @@ class Session(APIKeyCookie):
 
 PUBLISH = [BearerToken(Scope.PUBLISH), Session(staff_only=True)]
 USERS = [BearerToken(Scope.USERS)]
+WEBHOOKS = [BearerToken(Scope.WEBHOOKS)]
 READ = [BearerToken(Scope.READ), Session()]
 
 

@@ -2,12 +2,9 @@
 
 Checked where a browser subscribes (api/away.py) and again before each send
 (webpush.py), so a row stored before a rule, or under an allow-list changed
-since, is never called.
-
-The endpoint is read by urllib3's parser, the one requests (under pywebpush)
-sends with: a check that parses differently from the sender is a check of
-another URL. "https://localhost\\.notify.windows.com/x" was one: its host is
-"localhost\\.notify.windows.com" to urllib.parse and "localhost" to urllib3.
+since, is never called. The URL's shape is the rule every URL the server sends
+to keeps (outbound.py); on top of it, a push endpoint must be one of the
+browsers' push services, named by its DNS name on https's port.
 """
 
 from __future__ import annotations
@@ -17,15 +14,9 @@ import binascii
 import re
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
 
-# Backslashes (read as "/" by some parsers, not by others), whitespace, control characters and
-# anything past ASCII (IDNA look-alikes): a browser's push endpoint has none of them.
-_REFUSED_IN_ENDPOINT = re.compile(r"[^!-~]|\\")
-# A DNS name whose last label starts with a letter: "127.1" or "2130706433" reach 127.0.0.1 through
-# getaddrinfo, and a wildcard entry must never match an IP literal.
-_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}\Z")
+from .. import outbound
+
 _BASE64URL = re.compile(r"[-_A-Za-z0-9]+={0,2}\Z")
 P256DH_BYTES = 65  # an uncompressed P-256 point (RFC 8291)
 AUTH_BYTES = 16
@@ -38,24 +29,16 @@ def endpoint_refusal(endpoint: str, hosts: tuple[str, ...]) -> str:
     subdomains). An entry naming a host exactly, with its port if not 443, also lets in an IP
     literal, a bare name or another port: the loopback push service of the tests, never a default.
     """
-    if _REFUSED_IN_ENDPOINT.search(endpoint):
-        return "must not contain backslashes, spaces, control or non-ASCII characters"
     try:
-        url = parse_url(endpoint)
-    except LocationParseError:
-        return "not a URL"
-    if url.scheme != "https":
-        return "must be an https URL"
-    if url.auth is not None:
-        return "must not carry credentials"
-    host, port = url.host or "", url.port
-    if not host:
-        return "must name a host"
-    if (host if port in (None, 443) else f"{host}:{port}") in hosts:
+        target = outbound.parse(endpoint)
+    except outbound.Refused as exc:
+        return str(exc)
+    host, port = target.host, target.port
+    if (host if port == 443 else f"{host}:{port}") in hosts:
         return ""
-    if port not in (None, 443):
+    if port != 443:
         return "must use https's default port"
-    if not _DNS_NAME.match(host):
+    if not outbound.is_dns_name(host):
         return "must name a push service's host, not an address"
     if not any(h.startswith("*.") and host.endswith(h[1:]) for h in hosts):
         return "not an allowed push service"

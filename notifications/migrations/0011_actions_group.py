@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0008_ux'),
+        ('notifications', '0010_webhooks'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -4,6 +4,7 @@ A module per subject; this package's namespace is what views, consumers, the API
 the admin and commands call (`services.notify(...)`).
 """
 
+from . import webhooks  # a module: services.webhooks.emit(...)
 from .away import Report, deliver_due
 from .delivery import ack, ack_many
 from .preferences import (
@@ -36,6 +37,7 @@ from .read_state import ReadResult, mark_read, mark_read_ids, mark_unread, mark_
 from .retention import delete_notifications, prune
 from .topics import subscribe, unsubscribe
 from .users import AppUser, UserFields, delete_user, get_user, put_user
+from .webhook_sends import deliver_due as deliver_webhooks
 
 __all__ = [
     "AppUser",
@@ -57,6 +59,7 @@ __all__ = [
     "delete_notifications",
     "delete_user",
     "deliver_due",
+    "deliver_webhooks",
     "fallbacks",
     "get_user",
     "mark_read",
@@ -78,4 +81,5 @@ __all__ = [
     "unsubscribe",
     "unsubscribe_by_token",
     "unsubscribe_link",
+    "webhooks",
 ]

@@ -11,6 +11,8 @@ while that transaction is open and the AwayDelivery rows are written in it, so
 a worker killed mid-send leaves no record and no cursor move: the next one
 sends again, and what a push or mail server had not accepted yet is sent once.
 The publish path does nothing for any of this; the worker finds due work by query.
+What was sent is a notification.emailed or .pushed webhook event, written in the
+same transaction as its AwayDelivery rows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from django.utils import timezone
 
 from .. import delivery, selectors
 from ..models import AwayDelivery, ChannelCursor, Notification, UserStream
+from . import webhooks
 from .preferences import Policy, category_label, min_delay, policy
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,10 @@ def _deliver_user(backend: delivery.Backend, config: delivery.AwaySettings, user
             recipient = delivery.Recipient(user_id, user.get_username(), getattr(user, "email", "") or "")
             outcome = backend.send(recipient=recipient, items=due, config=config)
         _record(backend.name, outcome, now)
+        if outcome.sent:
+            sent = set(outcome.sent)
+            refs = [webhooks.notification_ref(n) for n in rows if n.id in sent]
+            webhooks.emit(webhooks.SENT_AWAY[backend.name], {"notifications": refs}, user_id=user_id)
         report.sent += len(outcome.sent)
         pending = {i.seq for i in due if i.id not in outcome.sent and i.id not in outcome.dropped} | {i.seq for i in later} | set(waits)
         last = rows[-1].seq if len(rows) == ROWS_PER_USER else head

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import push, selectors, storage
+from .. import push, selectors, storage, users
 from ..fields import Content
 from ..models import Notification, Topic
 from ..storage import NewRow
@@ -60,7 +60,7 @@ def publish_to_topic(*, topic: Topic, content: Content, idempotency_key: str | N
 
 def publish_to_everyone(*, content: Content, idempotency_key: str | None = None) -> PublishResult:
     """Every active user gets it: the operator's broadcast."""
-    user_ids = list(get_user_model()._default_manager.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
+    user_ids = list(get_user_model()._default_manager.filter(**users.active_only()).order_by("pk").values_list("pk", flat=True))
     return publish_many([PublishRequest(user_ids, content, idempotency_key)])[0]
 
 

@@ -10,14 +10,13 @@ from django.core.management import CommandError, call_command
 
 from notifications import public, selectors, services
 from notifications.errors import ServiceError
-from notifications.fields import Action
 from notifications.forms import ComposeForm
 from notifications.models import Notification, Subscription, Topic
 from tests.api.conftest import Api, assert_error
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
 
-OK: Action = {"id": "approve", "label": "Approve", "style": "primary"}
+OK: Any = {"id": "approve", "label": "Approve", "style": "primary"}
 
 # (actions or group_key, the field path the error names)
 BAD: list[tuple[dict[str, Any], str]] = [

@@ -12,7 +12,7 @@ import notifications.embed  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": ASGIStaticFilesHandler(notifications.embed.http_application(django_asgi_app)),
         "websocket": notifications.embed.websocket_application(),
     }
 )

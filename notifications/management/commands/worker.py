@@ -1,9 +1,10 @@
-"""`python manage.py worker`: send the away channels' due work (email digests, Web Push).
+"""`python manage.py worker`: send the away channels' due work (email digests, Web Push) and webhooks.
 
 django-tasks' database worker runs the rounds (notifications/tasks.py); this
 first recovers the rounds of workers that died mid-round, makes sure each channel
-has its round waiting, and keeps recovering lost rounds every --recover-interval
-seconds while it runs. Several may run at once.
+and the webhooks have their round waiting, and keeps recovering lost rounds every
+--recover-interval seconds while it runs. Several may run at once; `--queues`
+gives webhooks workers of their own (a slow receiver then holds up no email).
 
 A round runs every NOTIFY_WORKER_POLL_SECONDS per channel, and django-tasks logs the
 start and the end of every task at INFO: an idle worker would log two lines a second.
@@ -19,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
 from notifications import tasks
@@ -40,28 +41,39 @@ class _TaskRunsAtDebug(logging.Filter):
 
 
 class Command(BaseCommand):
-    help = "Run the away-channel worker (email digests and Web Push)."
+    help = "Run the worker: away channels (email digests and Web Push) and webhooks."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks at an empty queue")
         parser.add_argument("--channels", default=",".join(Channel.values), help="comma-separated channels to start rounds for")
         parser.add_argument("--recover-interval", type=float, default=30.0, help="seconds between looks for rounds of lost workers")
+        parser.add_argument(
+            "--queues", default=",".join(tasks.QUEUES), help=f"comma-separated queues to run, from: {', '.join(tasks.QUEUES)}"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("django_tasks").addFilter(_TaskRunsAtDebug())
-        if settings.EMAIL_BACKEND == CONSOLE_EMAIL:
+        queues = [q.strip() for q in options["queues"].split(",") if q.strip()]
+        if not queues or set(queues) - set(tasks.QUEUES):
+            raise CommandError(f"--queues must name some of: {', '.join(tasks.QUEUES)}")
+        if settings.EMAIL_BACKEND == CONSOLE_EMAIL and tasks.QUEUE in queues:
             log.warning(
                 "EMAIL_URL is not set: email digests are PRINTED TO THIS LOG, NOT SENT. "
                 "Set EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://, smtps://) to send them."
             )
         me = tasks.new_worker_id()
         tasks.recover_lost(me=me)
-        for channel in options["channels"].split(","):
-            tasks.schedule(Channel(channel.strip()), delay_seconds=0)
+        if tasks.QUEUE in queues:
+            for channel in options["channels"].split(","):
+                tasks.schedule(Channel(channel.strip()), delay_seconds=0)
+        if tasks.WEBHOOK_QUEUE in queues:
+            tasks.schedule_webhooks(delay_seconds=0)
         # A thread, as db_worker's loop has no hook to run anything between tasks; a daemon one,
         # so it ends with the process however db_worker stops.
         threading.Thread(target=_recover_every, args=(me, options["recover_interval"]), name="recover-lost", daemon=True).start()
-        call_command("db_worker", queue_name=tasks.QUEUE, interval=options["interval"], reload=False, startup_delay=False, worker_id=me)
+        call_command(
+            "db_worker", queue_name=",".join(queues), interval=options["interval"], reload=False, startup_delay=False, worker_id=me
+        )
 
 
 def _recover_every(me: str, seconds: float) -> None:

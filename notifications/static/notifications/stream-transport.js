@@ -12,6 +12,8 @@ const STREAM_HEADER = "Notify-Stream";
 const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED = 3;
+// A refused stream's status, as the socket's close code a client acts on (4401: log in again; else retry).
+const REFUSALS = { 401: 4401, 403: 4403, 503: 4503 };
 
 function cookie(name) {
   const found = (globalThis.document?.cookie ?? "").split("; ").find((c) => c.startsWith(`${name}=`));
@@ -48,7 +50,7 @@ export class StreamSocket {
     });
     source.onerror = () => {
       if (source.readyState === 2) {
-        this._end(1006, "the stream was refused"); // not a 200 text/event-stream: the browser gives up
+        this._refused(url); // not a 200 text/event-stream: the browser gives up
       } else if (this.readyState === OPEN) {
         this.readyState = CONNECTING;
         this._streamId = null;
@@ -91,6 +93,24 @@ export class StreamSocket {
   close() {
     this.readyState = CLOSED;
     this._source.close();
+  }
+
+  /**
+   * EventSource hides the status of a stream it refused, so a logged-out user would back off
+   * for ever as if the network were down. Ask once more, by fetch, to read it; a stream that
+   * opens this time is dropped at once and counts as a failed attempt (the client retries).
+   */
+  _refused(url) {
+    const controller = new AbortController();
+    this._fetch(url, { headers: { Accept: "text/event-stream" }, credentials: "same-origin", signal: controller.signal })
+      .then(
+        (response) => {
+          controller.abort();
+          return REFUSALS[response.status] ?? 1006;
+        },
+        () => 1006,
+      )
+      .then((code) => this._end(code, "the stream was refused"));
   }
 
   _end(code, reason) {
