@@ -264,6 +264,8 @@ class NotificationOut(Schema):
     expires_at: datetime | None
     read: bool
     read_at: datetime | None
+    archived_at: datetime | None = Field(description="Set while archived: listed with `archived=true`, not in the inbox.")
+    snoozed_until: datetime | None = Field(description="Set while snoozed: listed with `snoozed=true`; back as new at this time.")
 
 
 class InboxOut(Schema):

@@ -11,6 +11,9 @@ every few seconds) marks such a row failed through the library's own
 `set_failed` and enqueues the channel's next round, so the work is retried once.
 That retry sends nothing twice: a killed round's sends were never recorded, and
 its user locks went with its database connection (services/away.py).
+
+Snoozes are woken on the same queue (services/snooze.py defines those tasks): a lost
+wake, like a worker's start, enqueues a sweep of every overdue snooze.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from django.utils.crypto import get_random_string
 from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
-from . import delivery, services
+from . import conf, delivery, services
+from .services import snooze
 
 log = logging.getLogger(__name__)
-QUEUE = "away"
+QUEUE = conf.TASK_QUEUE
 KEEP_RESULTS = timedelta(hours=1)
 
 
@@ -49,12 +53,13 @@ def deliver_due(channel: str) -> dict[str, int]:
     finally:
         # The next round comes even after one that failed: a failure must not end the channel for everyone.
         schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
-    # Each round leaves a result row; the finished ones of an hour ago are of no more use.
-    DBTaskResult.objects.filter(task_path=_PATH, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
+    # Each round and wake leaves a result row; the finished ones of an hour ago are of no more use.
+    DBTaskResult.objects.filter(task_path__in=[_PATH, *_WAKES], finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
     return {"users": report.users, "sent": report.sent, "failures": report.failures}
 
 
 _PATH = deliver_due.module_path
+_WAKES = {snooze.wake_task.module_path, snooze.wake_overdue_task.module_path}
 
 
 def schedule(channel: str, *, delay_seconds: float) -> None:
@@ -66,6 +71,11 @@ def schedule(channel: str, *, delay_seconds: float) -> None:
     deliver_due.using(run_after=timezone.now() + timedelta(seconds=delay_seconds)).enqueue(channel)
 
 
+def sweep_snoozes() -> None:
+    """Wake every overdue snooze now: on a worker's start, and for a wake lost with its worker."""
+    snooze.wake_overdue_task.enqueue()
+
+
 def new_worker_id() -> str:
     """A worker's id in the rows it runs: host and pid, so a worker on the same host can tell when it is gone
     (django-tasks-db allows 64 characters)."""
@@ -73,7 +83,7 @@ def new_worker_id() -> str:
 
 
 def recover_lost(*, me: str, now: datetime | None = None) -> int:
-    """Fail each RUNNING row of our queue whose worker is gone, and enqueue its channel's next round.
+    """Fail each RUNNING row of our queue whose worker is gone, and enqueue its channel's next round (or a snooze sweep).
 
     Gone: a worker on this host whose process no longer exists (or whose pid is now `me`'s, after a
     container restart), or any row that has been running for WORKER_LOST_SECONDS, wherever it ran."""
@@ -87,6 +97,8 @@ def recover_lost(*, me: str, now: datetime | None = None) -> int:
             row.set_failed(WorkerLost(f"worker {row.worker_ids[-1] if row.worker_ids else '?'} stopped mid-round"))
             if row.task_path == _PATH:
                 schedule(*row.args_kwargs["args"], delay_seconds=0)
+            elif row.task_path in _WAKES:
+                sweep_snoozes()
             lost += 1
     return lost
 

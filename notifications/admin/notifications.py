@@ -85,7 +85,7 @@ class NotificationAdmin(CheapListMixin, admin.ModelAdmin):
     actions = ("delete_selected", "mark_read", "mark_unread", "redeliver")
     fields = (
         "recipient", "seq", "topic", "kind", "title", "body", "data", "url", "level", "actor",
-        "created_at", "delivered", "read_at", "expires_at", "idempotency_key", "sent_away",
+        "created_at", "delivered", "read_at", "archived_at", "snoozed_until", "expires_at", "idempotency_key", "sent_away",
     )  # fmt: skip
     readonly_fields = fields
 

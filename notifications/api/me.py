@@ -112,6 +112,7 @@ def _notification(n: Notification) -> NotificationOut:
     return NotificationOut(
         id=n.id, seq=n.seq, topic=n.topic.slug if n.topic else None, kind=n.kind, title=n.title, body=n.body, data=n.data,
         url=n.url, level=n.level, created_at=n.created_at, expires_at=n.expires_at, read=n.read_at is not None, read_at=n.read_at,
+        archived_at=n.archived_at, snoozed_until=n.snoozed_until,
     )  # fmt: skip
 
 

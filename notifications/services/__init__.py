@@ -6,6 +6,8 @@ the admin and commands call (`services.notify(...)`).
 
 from .away import Report, deliver_due
 from .delivery import ack, ack_many
+from .inbox import Outcome
+from .inbox import apply as change_inbox
 from .preferences import (
     Choice,
     Quiet,
@@ -32,8 +34,9 @@ from .publish import (
     redeliver,
     topic_request,
 )
-from .read_state import ReadResult, mark_read, mark_read_ids, mark_unread, mark_unread_ids
-from .retention import delete_notifications, prune
+from .read_state import ReadResult, delete_notifications, mark_read, mark_read_ids, mark_unread, mark_unread_ids
+from .retention import prune
+from .snooze import wake, wake_overdue
 from .topics import subscribe, unsubscribe
 from .users import AppUser, UserFields, delete_user, get_user, put_user
 
@@ -42,6 +45,7 @@ __all__ = [
     "Choice",
     "Content",
     "Delivery",
+    "Outcome",
     "PublishRequest",
     "PublishResult",
     "Quiet",
@@ -53,6 +57,7 @@ __all__ = [
     "ack_many",
     "add_push_subscription",
     "category_labels",
+    "change_inbox",
     "choices",
     "delete_notifications",
     "delete_user",
@@ -78,4 +83,6 @@ __all__ = [
     "unsubscribe",
     "unsubscribe_by_token",
     "unsubscribe_link",
+    "wake",
+    "wake_overdue",
 ]

@@ -35,6 +35,8 @@ class NewRow:
     expires_at: datetime | None
     idempotency_key: str | None
     read_at: datetime | None = None
+    archived_at: datetime | None = None
+    snoozed_until: datetime | None = None
     id: int = 0
 
 

@@ -1,9 +1,9 @@
-"""`python manage.py worker`: send the away channels' due work (email digests, Web Push).
+"""`python manage.py worker`: send the away channels' due work (email digests, Web Push), and wake snoozes.
 
-django-tasks' database worker runs the rounds (notifications/tasks.py); this
+django-tasks' database worker runs the rounds and the wakes (notifications/tasks.py); this
 first recovers the rounds of workers that died mid-round, makes sure each channel
-has its round waiting, and keeps recovering lost rounds every --recover-interval
-seconds while it runs. Several may run at once.
+has its round waiting, sweeps up overdue snoozes, and keeps recovering lost rounds every
+--recover-interval seconds while it runs. Several may run at once.
 
 A round runs every NOTIFY_WORKER_POLL_SECONDS per channel, and django-tasks logs the
 start and the end of every task at INFO: an idle worker would log two lines a second.
@@ -40,7 +40,7 @@ class _TaskRunsAtDebug(logging.Filter):
 
 
 class Command(BaseCommand):
-    help = "Run the away-channel worker (email digests and Web Push)."
+    help = "Run the worker: away channels (email digests and Web Push) and snooze wakes."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks at an empty queue")
@@ -58,6 +58,7 @@ class Command(BaseCommand):
         tasks.recover_lost(me=me)
         for channel in options["channels"].split(","):
             tasks.schedule(Channel(channel.strip()), delay_seconds=0)
+        tasks.sweep_snoozes()
         # A thread, as db_worker's loop has no hook to run anything between tasks; a daemon one,
         # so it ends with the process however db_worker stops.
         threading.Thread(target=_recover_every, args=(me, options["recover_interval"]), name="recover-lost", daemon=True).start()
