@@ -14,9 +14,9 @@ from zoneinfo import available_timezones
 
 import orjson
 from ninja import Schema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from .rules import MAX_READ_IDS, MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
+from .rules import MAX_SEQ, MAX_URL, SLUG_PATTERN, safe_url
 
 MAX_TITLE = 200
 MAX_BODY = 4000
@@ -202,19 +202,6 @@ class BatchIn(Strict):
         return self
 
 
-class ReadIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": [1, 2]}, {"all": True}]})
-
-    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_READ_IDS)] | None = None
-    all: StrictBool = False
-
-    @model_validator(mode="after")
-    def _ids_or_all(self) -> ReadIn:
-        if bool(self.ids) == self.all:
-            raise ValueError("send either 'ids' or 'all': true")
-        return self
-
-
 class SubscribeIn(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"topic": "news"}]})
 
@@ -272,18 +259,14 @@ class InboxOut(Schema):
     items: list[NotificationOut]
     head_seq: int = Field(description="The user's latest seq when the page was read.")
     unread: int
+    unseen: int
     next_before: int | None = Field(description="Pass as `before` for the next (older) page; null at the end.")
     next_since: int | None = Field(description="Pass as `since` for the next (newer) page; null when caught up.")
 
 
-class ReadOut(Schema):
-    changed_ids: list[int]
-    up_to_seq: int | None
-    unread: int
-
-
 class UnreadOut(Schema):
     unread: int
+    unseen: int
     head_seq: int
 
 

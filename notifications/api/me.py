@@ -6,6 +6,7 @@ from typing import Annotated
 
 from django.http import HttpRequest
 from ninja import Field, Path, Query, Router, Schema, Status
+from pydantic import model_validator
 
 from .. import auth, conf, selectors, services
 from ..errors import NotFound
@@ -16,8 +17,6 @@ from ..schemas import (
     MAX_INBOX_PAGE,
     InboxOut,
     NotificationOut,
-    ReadIn,
-    ReadOut,
     Seq,
     Slug,
     SubscribeIn,
@@ -38,15 +37,33 @@ class InboxQuery(Schema):
     limit: int = Field(default=50, ge=1, le=MAX_INBOX_PAGE)
     unread: bool = Field(default=False, description="Only unread notifications.")
     topic: Slug | None = None
+    archived: bool = Field(default=False, description="The archive instead of the inbox.")
+    snoozed: bool = Field(default=False, description="The snoozed ones instead of the inbox.")
+
+    @model_validator(mode="after")
+    def _one_view(self) -> InboxQuery:
+        if self.archived and self.snoozed:
+            raise ValueError("ask for the archive or the snoozed ones, not both")
+        return self
+
+    @property
+    def view(self) -> str:
+        return selectors.View.ARCHIVED if self.archived else selectors.View.SNOOZED if self.snoozed else selectors.View.INBOX
 
 
 @router.get("/me/notifications", response={200: InboxOut, **ERRORS})
 def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
-    """A page of my notifications. Newest first (page on with `before`), or oldest first after `since`."""
+    """A page of my inbox (or archive, or snoozed ones). Newest first (page on with `before`), or oldest first after `since`."""
     user_id = caller(request).user_id
     state = selectors.stream_state(user_id)
     rows = selectors.inbox(
-        user_id, since=filters.since, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic
+        user_id,
+        since=filters.since,
+        before=filters.before,
+        limit=filters.limit + 1,
+        unread_only=filters.unread,
+        topic=filters.topic,
+        view=filters.view,
     )
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
@@ -55,22 +72,17 @@ def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
         items=[_notification(n) for n in rows],
         head_seq=state.head_seq,
         unread=state.unread,
+        unseen=state.unseen,
         next_before=last if filters.since is None else None,
         next_since=last if filters.since is not None else None,
     )
 
 
-@router.post("/me/notifications/read", response={200: ReadOut, **ERRORS})
-def mark_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
-    """Mark some of my notifications read (ids not mine are ignored), or all; every device hears of it."""
-    result = services.mark_read(user_id=caller(request).user_id, ids=payload.ids or (), everything=payload.all)
-    return ReadOut(changed_ids=result.changed_ids, up_to_seq=result.up_to_seq, unread=result.unread)
-
-
 @router.get("/me/unread-count", response={200: UnreadOut, **ERRORS})
 def unread_count(request: HttpRequest) -> UnreadOut:
+    """My unread and unseen counts (the bell's badge), as of head_seq."""
     state = selectors.stream_state(caller(request).user_id)
-    return UnreadOut(unread=state.unread, head_seq=state.head_seq)
+    return UnreadOut(unread=state.unread, unseen=state.unseen, head_seq=state.head_seq)
 
 
 @router.get("/topics", response={200: list[TopicOut], **ERRORS})
