@@ -301,7 +301,7 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
 ) -> None:
     """Initial state + every frame == a fresh load, for every op, by ids and by filter, with repeats, publishes and wakes."""
     rng = random.Random(23)
-    until = datetime.now(UTC) + timedelta(hours=1)
+    snoozed_until = datetime.now(UTC) + timedelta(hours=1)
 
     def seed() -> None:
         topic = Topic.objects.create(slug="ci", title="CI")
@@ -330,7 +330,7 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
         if op == "seen":
             frame["up_to_seq"] = rng.randint(0, device.state.cursor + 2)
         elif op == "snooze":
-            frame |= {"ids": ids, "until": until.isoformat()}
+            frame |= {"ids": ids, "until": snoozed_until.isoformat()}
         elif op in changes.BY_FILTER and rng.random() < 0.35:
             choices = {
                 "topic": "ci",
@@ -358,7 +358,7 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
         elif roll < 0.2:
             await anotify(user, f"published {k}")
         elif roll < 0.25:
-            await sync_to_async(services.wake)(user_id=user.id, now=until)  # every snooze so far comes back
+            await sync_to_async(services.wake)(user_id=user.id, now=snoozed_until)  # every snooze so far comes back
         else:
             frame = a_frame(k, device)
             sent.append(frame)
