@@ -189,7 +189,11 @@ def test_archived_deleted_and_snoozed_are_not_emailed_and_a_woken_snooze_is_due_
     alice = make_user("alice", email="alice@example.com")
     archived, deleted, snoozed, _kept = (send(alice, title) for title in ("archived", "deleted", "snoozed", "kept"))
     until = timezone.now() + timedelta(hours=1)
-    for change in (Change("archive", ids=(archived.id,)), Change("delete", ids=(deleted.id,)), Change("snooze", ids=(snoozed.id,), until=until)):
+    for change in (
+        Change("archive", ids=(archived.id,)),
+        Change("delete", ids=(deleted.id,)),
+        Change("snooze", ids=(snoozed.id,), until=until),
+    ):
         services.change_inbox(user_id=alice.id, change=change)
     emailed()
     assert [m["Subject"] for m in smtp.messages] == ["kept"]
