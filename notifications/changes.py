@@ -1,6 +1,6 @@
 """Changes of inbox state as values: what a client asks in a frame or over HTTP (docs/protocol.md, "Inbox state").
 
-Validated once at the edge (protocol.parse, schemas.py) into a Change; services/inbox.py applies it.
+Validated once at the edge (protocol.parse, change_schemas.py) into a Change; services/inbox.py applies it.
 The rules here (ops, the client's event id, a filter's kind prefix, how far a snooze may go) are the
 one home of each; the clients apply the `state` events these become by the same rules.
 """
@@ -16,7 +16,6 @@ from .rules import MAX_READ_IDS
 
 READ, UNREAD, SEEN, ARCHIVE, UNARCHIVE, DELETE, SNOOZE = "read", "unread", "seen", "archive", "unarchive", "delete", "snooze"
 OPS = (READ, UNREAD, SEEN, ARCHIVE, UNARCHIVE, DELETE, SNOOZE)
-BY_IDS = (READ, UNREAD, ARCHIVE, UNARCHIVE, DELETE, SNOOZE)
 BY_FILTER = (READ, ARCHIVE, UNARCHIVE, DELETE)
 MAX_IDS = MAX_READ_IDS
 MAX_SNOOZE = timedelta(days=365)
@@ -34,11 +33,6 @@ def is_client_id(value: object) -> bool:
 
 def is_kind_prefix(value: object) -> bool:
     return isinstance(value, str) and _KIND_PREFIX.match(value) is not None
-
-
-def kind_matches(kind: str, prefix: str) -> bool:
-    """ "build" takes "build" and "build.failed", not "builder" (as a category "kind:build" does, delivery/base.py)."""
-    return kind == prefix or kind.startswith(prefix + ".")
 
 
 @dataclass(frozen=True)
