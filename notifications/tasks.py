@@ -54,12 +54,11 @@ def deliver_due(channel: str) -> dict[str, int]:
         # The next round comes even after one that failed: a failure must not end the channel for everyone.
         schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
     # Each round and wake leaves a result row; the finished ones of an hour ago are of no more use.
-    DBTaskResult.objects.filter(task_path__in=[_PATH, *_WAKES], finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
+    DBTaskResult.objects.filter(task_path__in=[_PATH, *snooze.WAKE_PATHS], finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
     return {"users": report.users, "sent": report.sent, "failures": report.failures}
 
 
 _PATH = deliver_due.module_path
-_WAKES = {snooze.wake_task.module_path, snooze.wake_overdue_task.module_path}
 
 
 def schedule(channel: str, *, delay_seconds: float) -> None:
@@ -69,11 +68,6 @@ def schedule(channel: str, *, delay_seconds: float) -> None:
     if any(a.get("args") == [channel] for a in waiting):
         return
     deliver_due.using(run_after=timezone.now() + timedelta(seconds=delay_seconds)).enqueue(channel)
-
-
-def sweep_snoozes() -> None:
-    """Wake every overdue snooze now: on a worker's start, and for a wake lost with its worker."""
-    snooze.wake_overdue_task.enqueue()
 
 
 def new_worker_id() -> str:
@@ -97,8 +91,8 @@ def recover_lost(*, me: str, now: datetime | None = None) -> int:
             row.set_failed(WorkerLost(f"worker {row.worker_ids[-1] if row.worker_ids else '?'} stopped mid-round"))
             if row.task_path == _PATH:
                 schedule(*row.args_kwargs["args"], delay_seconds=0)
-            elif row.task_path in _WAKES:
-                sweep_snoozes()
+            elif row.task_path in snooze.WAKE_PATHS:
+                snooze.sweep_later()
             lost += 1
     return lost
 

@@ -16,6 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from notifications import changes, protocol, selectors, services
 from notifications.changes import Change, Filter
+from notifications.errors import ServiceError
 from notifications.models import AwayDelivery, ClientEvent, InboxEvent, Notification, Topic, UserStream
 from notifications.services import inbox, snooze
 from tests.helpers import counted_rows
@@ -173,7 +174,7 @@ def test_snooze_hides_until_its_time_then_brings_it_back_as_new(user: Any, setti
     assert [n.id for n in selectors.inbox(user.id)] == [ids[2]]
     assert {n.id for n in selectors.inbox(user.id, view=selectors.View.SNOOZED)} == {ids[0], ids[1]}
     # The wake is a task for that moment, enqueued in the snooze's transaction.
-    task = DBTaskResult.objects.get(task_path=snooze.wake_task.module_path, status=TaskResultStatus.READY)
+    task = DBTaskResult.objects.get(task_path=f"{snooze.__name__}.wake_task", status=TaskResultStatus.READY)
     assert task.run_after == until and task.args_kwargs["args"] == [user.id]
 
     assert services.wake(user_id=user.id) == 0  # not yet
@@ -262,3 +263,14 @@ def test_retention_and_the_operator_take_off_what_the_deleted_rows_counted(user:
     assert services.delete_notifications([ids[3]]) == 1
     assert_counts_exact(user)
     assert InboxEvent.objects.filter(user=user).latest("seq").op == "delete"  # every device hears of the operator's delete
+
+
+def test_a_host_without_the_workers_queue_refuses_a_snooze_and_changes_nothing(user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (a,) = publish(user)
+    # What a host whose TASKS has no "away" queue gets: the plain function, no task.
+    monkeypatch.setattr(snooze, "wake_task", lambda user: 0)
+    with pytest.raises(ServiceError) as refused:
+        apply(user, "snooze", client_id="s1", ids=(a,), until=timezone.now() + timedelta(hours=1))
+    assert refused.value.code == "snooze_unavailable"
+    assert Notification.objects.get(id=a).snoozed_until is None
+    assert not InboxEvent.objects.exists() and not ClientEvent.objects.exists()

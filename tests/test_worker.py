@@ -244,7 +244,7 @@ def test_the_worker_wakes_a_snooze_at_its_time_and_sweeps_up_one_whose_wake_was_
             woken = [next_of("notification")]  # by its own task, at its time
 
             untils.append(until := snooze_for_a_second(second))  # seq 5
-            DBTaskResult.objects.filter(task_path=snooze.wake_task.module_path, status="READY").delete()  # lost with a worker
+            DBTaskResult.objects.filter(task_path=f"{snooze.__name__}.wake_task", status="READY").delete()  # lost with a worker
             wait_for(lambda: timezone.now() > until, "the snooze to end")
             workers[0].terminate()
             workers[0].wait(30)

@@ -24,6 +24,7 @@ from django.db import DatabaseError, connections
 
 from notifications import tasks
 from notifications.models import Channel
+from notifications.services import snooze
 
 log = logging.getLogger(__name__)
 CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         tasks.recover_lost(me=me)
         for channel in options["channels"].split(","):
             tasks.schedule(Channel(channel.strip()), delay_seconds=0)
-        tasks.sweep_snoozes()
+        snooze.sweep_later()
         # A thread, as db_worker's loop has no hook to run anything between tasks; a daemon one,
         # so it ends with the process however db_worker stops.
         threading.Thread(target=_recover_every, args=(me, options["recover_interval"]), name="recover-lost", daemon=True).start()
