@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from requests import certs
 
+# The django-tasks queue of the worker (`manage.py worker`): away-channel rounds and snooze wakes.
+TASK_QUEUE = "away"
+
 
 @dataclass(frozen=True)
 class RateLimits:
@@ -23,6 +26,7 @@ class NotificationSettings:
     heartbeat_seconds: int
     replay_page_size: int
     retention_days: int
+    client_event_days: int  # how long a client's event id is remembered (a repeat within it is not applied again)
     max_frame_bytes: int
     client_frames_per_second: int
     client_frame_burst: int
@@ -74,6 +78,7 @@ def get() -> NotificationSettings:
         heartbeat_seconds=raw.get("HEARTBEAT_SECONDS", 25),
         replay_page_size=raw.get("REPLAY_PAGE_SIZE", 1000),
         retention_days=raw.get("RETENTION_DAYS", 90),
+        client_event_days=raw.get("CLIENT_EVENT_DAYS", 30),
         max_frame_bytes=raw.get("MAX_FRAME_BYTES", 64 * 1024),
         client_frames_per_second=raw.get("CLIENT_FRAMES_PER_SECOND", 20),
         client_frame_burst=raw.get("CLIENT_FRAME_BURST", 60),

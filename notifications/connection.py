@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 
 from . import auth, conf, hub, protocol, selectors, services, users
 from .errors import ServiceError
-from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Ping, Read, Resume, Subscribe, Unsubscribe
+from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Command, Ping, Resume, Subscribe, Unsubscribe
 from .socket_sync import SocketSync
 
 
@@ -93,6 +93,7 @@ class SyncedConnection:
                 user_id=self.user_id,
                 head_seq=state.head_seq,
                 unread=state.unread,
+                unseen=state.unseen,
                 heartbeat_s=self.settings.heartbeat_seconds,
                 **welcome,
             )
@@ -132,15 +133,12 @@ class SyncedConnection:
             seq = protocol.seq_of(chunk[-1]) if self.labels_seqs else None
             await self.send_frame(chunk[0] if len(chunk) == 1 else protocol.batch(chunk), seq=seq)
 
-    async def push_event(self, text: str) -> None:
-        await self.send_frame(text)
-
-    async def on_heartbeat(self, head_seq: int, unread: int) -> None:
-        plan = self.sync.on_heartbeat(head_seq, unread)
+    async def on_heartbeat(self, head_seq: int, unread: int, unseen: int) -> None:
+        plan = self.sync.on_heartbeat(head_seq, unread, unseen)
         if plan.catch_up:
             self._start_catch_up()
         else:
-            await self.send_frame(protocol.heartbeat(head_seq=plan.head_seq, unread=plan.unread))
+            await self.send_frame(protocol.heartbeat(head_seq=plan.head_seq, unread=plan.unread, unseen=plan.unseen))
 
     async def close_unauthenticated(self) -> None:
         await self.close_with(CLOSE_UNAUTHENTICATED)
@@ -189,6 +187,8 @@ class SyncedConnection:
 async def answer(frame: ClientFrame, *, user_id: users.UserId, connection: SyncedConnection | None) -> str | None:
     """Do what a client frame asks; the answer frame to send back (`reply`, `pong`), if it has one.
 
+    A state change with an event id is always answered, `ref` or not: its sender keeps it until then.
+
     `connection` is the connection the frame belongs to, when this process holds
     it: a `resume` replays on it and an `ack` moves its window. Without it (an
     HTTP frame whose stream is served by another process) an ack is still written.
@@ -208,9 +208,11 @@ async def answer(frame: ClientFrame, *, user_id: users.UserId, connection: Synce
             written = hub.hub().writes.record_ack(user_id, frame.seq)  # ack_many keeps it within the head
             if frame.ref is not None:
                 await asyncio.shield(written)
-    elif isinstance(frame, Read):
-        result = await database_sync_to_async(services.mark_read)(user_id=user_id, ids=frame.ids, everything=frame.all)
-        extra.update(unread=result.unread, head_seq=result.head_seq)
+    elif isinstance(frame, Command):
+        outcome = await database_sync_to_async(services.change_inbox)(user_id=user_id, change=frame.change, client_id=frame.id)
+        if frame.id is not None:
+            return protocol.reply(frame.ref, id=frame.id, **outcome.answer())
+        extra.update(outcome.answer())
     elif isinstance(frame, Subscribe):
         await database_sync_to_async(services.subscribe)(user_id=user_id, slug=frame.topic)
     elif isinstance(frame, Unsubscribe):

@@ -115,7 +115,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
         try:
             frame = protocol.parse(text_data)
         except FrameError as e:
-            await self.send(protocol.error(e.code, e.message, e.ref))
+            await self.send(e.frame())
             return
         try:
             await self.handle(frame)
@@ -128,10 +128,7 @@ class NotificationConsumer(SyncedConnection, AsyncWebsocketConsumer):
             await self._refuse(frame, "unavailable", "the database is unavailable; try again shortly")
 
     async def _refuse(self, frame: ClientFrame, code: str, message: str) -> None:
-        if frame.ref is not None:
-            await self.send(protocol.reply(frame.ref, ok=False, error=code, message=message))
-        else:
-            await self.send(protocol.error(code, message))
+        await self.send(protocol.refusal(frame, code, message))
 
     async def handle(self, frame: ClientFrame) -> None:
         answer = await connection.answer(frame, user_id=self.user_id, connection=self)

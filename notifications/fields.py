@@ -229,6 +229,9 @@ FIELDS: tuple[Shown, ...] = (
     Shown("group_key", "group_key"),
     Shown("expires_at", "expires_at", frame=False),
     Shown("read_at", "read_at", frame=False),
+    # Where it is in the user's inbox: the frame leaves these out, `state` events carry their changes.
+    Shown("archived_at", "archived_at", frame=False),
+    Shown("snoozed_until", "snoozed_until", frame=False),
 )
 FRAME_FIELDS = tuple(f for f in FIELDS if f.frame)
 API_ONLY_FIELDS = tuple(f for f in FIELDS if not f.frame)

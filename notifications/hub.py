@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import operator
 import time
 import weakref
 from collections import defaultdict, deque
@@ -49,8 +48,7 @@ class Listener(Protocol):
     credential: tuple[str, str]
 
     async def push_notifications(self, items: list[tuple[int, str]], redelivery: bool) -> None: ...
-    async def push_event(self, text: str) -> None: ...
-    async def on_heartbeat(self, head_seq: int, unread: int) -> None: ...
+    async def on_heartbeat(self, head_seq: int, unread: int, unseen: int) -> None: ...
     async def close_unauthenticated(self) -> None: ...
 
 
@@ -224,13 +222,6 @@ class Hub:
                     sends += 1
                     if sends % YIELD_EVERY == 0:
                         await asyncio.sleep(0)
-            elif kind == push.USER_EVENT:
-                for message in run:
-                    user_id = users.from_wire(message["user"])
-                    if admission.connecting:
-                        self.dispatched.record({user_id})
-                    sockets = tuple(self.listeners.get(user_id, ()))
-                    await _each(sockets, operator.methodcaller("push_event", message["frame"]), "an event")
 
     def report(self) -> presence.NodeReport:
         counts = {uid: len(group) for uid, group in self.listeners.items()}
@@ -282,7 +273,7 @@ class Hub:
         def beat_one(listener: Listener) -> Awaitable[None]:
             if listener.credential in invalid:
                 return listener.close_unauthenticated()
-            return listener.on_heartbeat(*heads.get(listener.user_id, (0, 0)))
+            return listener.on_heartbeat(*heads.get(listener.user_id, (0, 0, 0)))
 
         await _each(listeners, beat_one, "a heartbeat")
 
@@ -305,7 +296,7 @@ async def _each(listeners: Iterable[Listener], send: Callable[[Listener], Awaita
 
 def _heartbeat_state(
     user_ids: list[users.UserId], credentials: Iterable[tuple[str, str]]
-) -> tuple[dict[users.UserId, tuple[int, int]], set[tuple[str, str]]]:
+) -> tuple[dict[users.UserId, tuple[int, int, int]], set[tuple[str, str]]]:
     return selectors.heads(user_ids), auth.invalid_credentials(credentials)
 
 

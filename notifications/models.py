@@ -15,8 +15,10 @@ class Level(models.TextChoices):
 class UserStream(models.Model):
     """A user's sequence counter and unread count, locked to allocate seqs.
 
-    head_seq is the last seq handed out; unread is maintained by every write in
-    services.py inside the same transaction; pruned_seq is the highest seq
+    head_seq is the last seq handed out, to a notification or to an inbox event
+    (InboxEvent). unread (unread notifications in the inbox: not archived, not
+    snoozed) and unseen (inbox notifications above seen_seq) are maintained by
+    every write in services/ inside the same transaction; pruned_seq is the highest seq
     removed by retention (a resume from below it gets `reset`). delivered_seq
     is the highest seq some device of the user acked (acks are cumulative, so
     every seq up to it is delivered), delivered_at when it last moved
@@ -26,6 +28,8 @@ class UserStream(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
     head_seq = models.BigIntegerField(default=0)
     unread = models.BigIntegerField(default=0)
+    seen_seq = models.BigIntegerField(default=0)
+    unseen = models.BigIntegerField(default=0)
     pruned_seq = models.BigIntegerField(default=0)
     delivered_seq = models.BigIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -74,6 +78,9 @@ class Notification(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField()
     read_at = models.DateTimeField(null=True, blank=True)
+    # In the inbox while neither is set; a snoozed one comes back as new at snoozed_until (services/snooze.py).
+    archived_at = models.DateTimeField(null=True, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "", for "no key": the unique (key, recipient) constraint only covers real keys.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
@@ -96,6 +103,9 @@ class Notification(models.Model):
             models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="notification_expiring"),
             # A group's members newest first, its latest, its counts (selectors.groups); only grouped rows pay for it.
             models.Index(fields=["recipient", "group_key", "seq"], condition=~Q(group_key=""), name="notification_group"),
+            # Partial: a new row is in neither, so a publish pays nothing for them.
+            models.Index(fields=["recipient", "seq"], condition=Q(archived_at__isnull=False), name="notification_archived"),
+            models.Index(fields=["snoozed_until"], condition=Q(snoozed_until__isnull=False), name="notification_snoozed"),
             # The admin changelist: newest first by (created_at, id), each filter's index ending in that order,
             # so a filter (with or without the date drill-down) is one backward index range scan, no sort.
             models.Index(fields=["created_at", "id"], name="notification_admin_created"),
@@ -106,6 +116,45 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} to {self.recipient}: {self.title}"
+
+
+class InboxEvent(models.Model):
+    """A change of inbox state (read, archive, snooze...), at its own seq in the user's stream.
+
+    Its seq comes from UserStream.head_seq like a notification's, so a device catches up on
+    changes with the same cursor as on notifications. `body` is the `state` frame's fields
+    after `type`, `seq` and `op` (protocol.state_event); pruned by retention like notifications.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    seq = models.BigIntegerField()
+    op = models.CharField(max_length=16)
+    body = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "seq"], name="inboxevent_unique_user_seq")]
+        indexes = [models.Index(fields=["created_at"], name="inboxevent_created")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.op} of user {self.user_id}"
+
+
+class ClientEvent(models.Model):
+    """A client's state-changing frame or request, by the id the client gave it: applied once, answered every time."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    client_id = models.CharField(max_length=64)
+    op = models.CharField(max_length=16)
+    created_at = models.DateTimeField()
+    reply = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "client_id"], name="clientevent_unique_user_id")]
+        indexes = [models.Index(fields=["created_at"], name="clientevent_created")]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.client_id} of user {self.user_id}"
 
 
 class Scope(models.TextChoices):

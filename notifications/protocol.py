@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from .rules import MAX_READ_IDS, MAX_SEQ, SLUG_RE
+from . import changes
+from .changes import Change, Filter
+from .rules import MAX_SEQ, SLUG_RE
 
 PROTOCOL_VERSION = 1
 MAX_READ_STATE_IDS = 1000
@@ -33,13 +36,20 @@ CLOSE_SERVER_RESTARTING = 1012
 
 
 class FrameError(Exception):
-    """A client frame we cannot accept; becomes an `error` frame, the socket stays up."""
+    """A client frame we cannot accept; becomes an `error` frame (a `reply` if it carried an event `id`), the socket stays up."""
 
-    def __init__(self, code: str, message: str, ref: Ref = None) -> None:
+    def __init__(self, code: str, message: str, ref: Ref = None, *, id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.id = id
+
+    def frame(self) -> str:
+        """A frame with an event id is always answered with a `reply`, so that its sender can let it go."""
+        if self.id is not None:
+            return reply(self.ref, ok=False, error=self.code, message=self.message, id=self.id)
+        return error(self.code, self.message, self.ref)
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,11 @@ class Ack:
 
 
 @dataclass(frozen=True)
-class Read:
-    ids: tuple[int, ...]
-    all: bool
+class Command:
+    """A state-changing frame (read, unread, seen, archive, unarchive, delete, snooze), with the client's event id."""
+
+    change: Change
+    id: str | None = None
     ref: Ref = None
 
 
@@ -78,7 +90,7 @@ class Ping:
     ref: Ref = None
 
 
-ClientFrame = Resume | Ack | Read | Subscribe | Unsubscribe | Ping
+ClientFrame = Resume | Ack | Command | Subscribe | Unsubscribe | Ping
 
 
 def _seq(frame: dict[str, Any], field: str, ref: Ref) -> int:
@@ -96,17 +108,80 @@ def _topic(frame: dict[str, Any], ref: Ref) -> str:
     return value
 
 
-def _read(frame: dict[str, Any], ref: Ref) -> Read:
-    if frame.get("all") is True:
-        return Read(ids=(), all=True, ref=ref)
-    ids = frame.get("ids")
-    if not isinstance(ids, list) or not ids:
-        raise FrameError("invalid_field", "'read' needs a non-empty 'ids' list or 'all': true", ref)
-    if len(ids) > MAX_READ_IDS:
-        raise FrameError("invalid_field", f"at most {MAX_READ_IDS} ids per 'read'", ref)
-    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_SEQ for i in ids):
-        raise FrameError("invalid_field", "'ids' must be positive integers", ref)
-    return Read(ids=tuple(ids), all=False, ref=ref)
+class _Fields:
+    """One command frame's fields, each refused with the frame's ref and event id."""
+
+    def __init__(self, frame: dict[str, Any], ref: Ref, id: str | None) -> None:
+        self.frame, self.ref, self.id = frame, ref, id
+
+    def refuse(self, message: str) -> FrameError:
+        return FrameError("invalid_field", message, self.ref, id=self.id)
+
+    def ids(self) -> tuple[int, ...]:
+        ids = self.frame.get("ids")
+        if not isinstance(ids, list) or not ids:
+            raise self.refuse("'ids' must be a non-empty list")
+        if len(ids) > changes.MAX_IDS:
+            raise self.refuse(f"at most {changes.MAX_IDS} ids per frame")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_SEQ for i in ids):
+            raise self.refuse("'ids' must be positive integers")
+        return tuple(ids)
+
+    def seq(self, value: Any, name: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+            raise self.refuse(f"'{name}' must be a non-negative integer")
+        return value
+
+    def filter(self) -> Filter:
+        value = self.frame.get("filter")
+        if not isinstance(value, dict):
+            raise self.refuse("'filter' must be an object")
+        unknown = sorted(set(value) - {"topic", "kind", "up_to_seq", "archived"})
+        if unknown:
+            raise self.refuse(f"'filter' takes topic, kind, up_to_seq and archived, not {unknown[0][:40]!r}")
+        topic, kind, up_to, archived = (value.get(k) for k in ("topic", "kind", "up_to_seq", "archived"))
+        if topic is not None and (not isinstance(topic, str) or not SLUG_RE.match(topic)):
+            raise self.refuse("'filter.topic' must be a topic slug")
+        if kind is not None and not changes.is_kind_prefix(kind):
+            raise self.refuse("'filter.kind' must be a kind or the start of one")
+        if archived is not None and not isinstance(archived, bool):
+            raise self.refuse("'filter.archived' must be true or false")
+        return Filter(topic, kind, None if up_to is None else self.seq(up_to, "filter.up_to_seq"), bool(archived))
+
+    def until(self) -> datetime:
+        value = self.frame.get("until")
+        try:
+            until = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 40 else None
+        except ValueError:
+            until = None
+        if until is None:
+            raise self.refuse("'until' must be an ISO 8601 date and time with a UTC offset")
+        problem = changes.snooze_until_problem(until, datetime.now(until.tzinfo))
+        if problem:
+            raise self.refuse(problem)
+        return until
+
+
+def _command(kind: str, frame: dict[str, Any], ref: Ref) -> Command:
+    id = frame.get("id")
+    if id is not None and not changes.is_client_id(id):
+        raise FrameError("invalid_field", "'id' must be 1-64 characters of letters, digits and . _ : -", ref)
+    fields = _Fields(frame, ref, id)
+    given = [k for k in ("ids", "filter", "all") if k in frame]
+    if kind == changes.SEEN:
+        change = Change(kind, up_to_seq=fields.seq(frame.get("up_to_seq"), "up_to_seq"))
+    elif kind == changes.SNOOZE:
+        change = Change(kind, ids=fields.ids(), until=fields.until())
+    elif kind == changes.UNREAD:
+        change = Change(kind, ids=fields.ids())
+    elif len(given) != 1 or (given == ["all"] and (kind != changes.READ or frame["all"] is not True)):
+        alternatives = "'ids', 'filter' or 'all': true" if kind == changes.READ else "'ids' or 'filter'"
+        raise fields.refuse(f"'{kind}' needs one of {alternatives}")
+    elif given == ["ids"]:
+        change = Change(kind, ids=fields.ids())
+    else:
+        change = Change(kind, filter=fields.filter() if given == ["filter"] else Filter())
+    return Command(change, id, ref)
 
 
 def _ref(frame: dict[str, Any]) -> Ref:
@@ -134,8 +209,8 @@ def parse(text: str) -> ClientFrame:
         return Resume(since=_seq(frame, "since", ref), ref=ref)
     if kind == "ack":
         return Ack(seq=_seq(frame, "seq", ref), ref=ref)
-    if kind == "read":
-        return _read(frame, ref)
+    if kind in changes.OPS:
+        return _command(kind, frame, ref)
     if kind == "subscribe":
         return Subscribe(topic=_topic(frame, ref), ref=ref)
     if kind == "unsubscribe":
@@ -167,7 +242,7 @@ def seq_of(notification: str) -> int:
     return seq
 
 
-def welcome(*, user_id: int, head_seq: int, unread: int, heartbeat_s: int, stream: str | None = None) -> str:
+def welcome(*, user_id: int, head_seq: int, unread: int, unseen: int, heartbeat_s: int, stream: str | None = None) -> str:
     """`stream` names an event stream, for the frames its client POSTs (docs/protocol.md, "The event stream")."""
     frame: dict[str, Any] = {
         "type": "welcome",
@@ -175,6 +250,7 @@ def welcome(*, user_id: int, head_seq: int, unread: int, heartbeat_s: int, strea
         "user": user_id,
         "head_seq": head_seq,
         "unread": unread,
+        "unseen": unseen,
         "heartbeat_s": heartbeat_s,
     }
     if stream is not None:
@@ -190,10 +266,12 @@ def reset(*, reason: str, head_seq: int) -> str:
     return encode({"type": "reset", "reason": reason, "head_seq": head_seq})
 
 
-def heartbeat(*, head_seq: int, unread: int | None) -> str:
+def heartbeat(*, head_seq: int, unread: int | None, unseen: int | None = None) -> str:
     frame: dict[str, Any] = {"type": "heartbeat", "head_seq": head_seq}
     if unread is not None:
         frame["unread"] = unread
+    if unseen is not None:
+        frame["unseen"] = unseen
     return encode(frame)
 
 
@@ -218,6 +296,14 @@ def reply(ref: Ref, *, ok: bool = True, error: str | None = None, **extra: Any) 
     return encode(frame)
 
 
+def refusal(frame: ClientFrame, code: str, message: str) -> str:
+    """A frame that could not be done: a `reply` to its ref or event id, else an `error`."""
+    id = frame.id if isinstance(frame, Command) else None
+    if frame.ref is None and id is None:
+        return error(code, message)
+    return reply(frame.ref, ok=False, error=code, message=message, **({"id": id} if id is not None else {}))
+
+
 def error(code: str, message: str, ref: Ref = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
@@ -229,19 +315,11 @@ def pong(ref: Ref = None) -> str:
     return encode({"type": "pong", "ref": ref} if ref is not None else {"type": "pong"})
 
 
-# Every unread count the server sends says which head_seq it covers: a client
+# Every unread (and unseen) count the server sends says which head_seq it covers: a client
 # then adds its own unread notifications above that seq, and is exact even when
 # a read mark and a publish cross on the wire.
 
 
-def read_event(*, ids: list[int] | None, up_to_seq: int | None, unread: int, head_seq: int) -> str:
-    frame: dict[str, Any] = {"type": "read", "unread": unread, "head_seq": head_seq}
-    if up_to_seq is not None:
-        frame["up_to_seq"] = up_to_seq
-    else:
-        frame["ids"] = ids or []
-    return encode(frame)
-
-
-def unread_event(*, ids: list[int], unread: int, head_seq: int) -> str:
-    return encode({"type": "unread", "ids": ids, "unread": unread, "head_seq": head_seq})
+def state_event(*, seq: int, op: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A change of inbox state at its seq (models.InboxEvent): op fields, then unread, unseen, head_seq."""
+    return {"type": "state", "seq": seq, "op": op, **fields}

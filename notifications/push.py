@@ -26,8 +26,8 @@ CHUNK = 500  # recipients per channel-layer message: keeps each well under Redis
 
 # The message types a hub receives (hub.Hub.dispatch).
 # A user id travels as users.wire() makes it: msgpack and JSON carry no UUID.
+# Notifications and inbox events (`state` frames) alike: each has its seq in its user's stream.
 DELIVER = "node.deliver"  # {items: [[user_id, seq, frame text], ...], redelivery: bool}
-USER_EVENT = "node.user_event"  # {user: user_id, frame: text}
 
 
 class Recipient(StoredNotification, Protocol):
@@ -47,9 +47,9 @@ def notifications_created(rows: Sequence[Recipient], *, redelivery: bool = False
         _send({"type": DELIVER, "items": items[start : start + CHUNK], "redelivery": redelivery})
 
 
-def user_event(user_id: users.UserId, frame: str) -> None:
-    """A frame for every socket of one user (read state changed)."""
-    _send({"type": USER_EVENT, "user": users.wire(user_id), "frame": frame})
+def stream_events(user_id: users.UserId, events: Sequence[tuple[int, str]]) -> None:
+    """Inbox events of one user, (seq, encoded `state` frame): they reach sockets exactly as notifications do."""
+    _send({"type": DELIVER, "items": [[users.wire(user_id), seq, text] for seq, text in events], "redelivery": False})
 
 
 class _Outage:

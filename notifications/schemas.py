@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from ninja import Schema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from .fields import ContentFields, storable
-from .rules import MAX_READ_IDS, MAX_SEQ, SLUG_PATTERN
+from .rules import MAX_SEQ, SLUG_PATTERN
 
 MAX_USERS = 1000
 MAX_BATCH = 1000
@@ -117,19 +117,6 @@ class BatchIn(Strict):
         return self
 
 
-class ReadIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": [1, 2]}, {"all": True}]})
-
-    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_READ_IDS)] | None = None
-    all: StrictBool = False
-
-    @model_validator(mode="after")
-    def _ids_or_all(self) -> ReadIn:
-        if bool(self.ids) == self.all:
-            raise ValueError("send either 'ids' or 'all': true")
-        return self
-
-
 class SubscribeIn(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"topic": "news"}]})
 
@@ -192,6 +179,8 @@ class NotificationOut(Schema):
     group_key: str
     expires_at: datetime | None
     read_at: datetime | None
+    archived_at: datetime | None = Field(description="Set while archived: listed with `archived=true`, not in the inbox.")
+    snoozed_until: datetime | None = Field(description="Set while snoozed: listed with `snoozed=true`; back as new at this time.")
 
 
 class GroupOut(Schema):
@@ -212,6 +201,7 @@ class InboxOut(Schema):
     items: list[InboxItemOut]
     head_seq: int = Field(description="The user's latest seq when the page was read.")
     unread: int
+    unseen: int
     unread_rows: int | None = Field(
         default=None, description="With grouped=true: unread rows as the grouped inbox shows them (a group with unread counts once)."
     )
@@ -219,14 +209,9 @@ class InboxOut(Schema):
     next_since: int | None = Field(description="Pass as `since` for the next (newer) page; null when caught up.")
 
 
-class ReadOut(Schema):
-    changed_ids: list[int]
-    up_to_seq: int | None
-    unread: int
-
-
 class UnreadOut(Schema):
     unread: int
+    unseen: int
     head_seq: int
 
 

@@ -13,13 +13,14 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult, get_date_max
 
 from . import protocol, storage, users
-from .models import AwayDelivery, ChannelCursor, Notification, Subscription, Topic, UserStream
+from .models import AwayDelivery, ChannelCursor, InboxEvent, Notification, Subscription, Topic, UserStream
 
 
 @dataclass(frozen=True)
 class StreamState:
     head_seq: int
     unread: int
+    unseen: int
     pruned_seq: int
 
 
@@ -39,7 +40,7 @@ def stream_state(user_id: int) -> StreamState:
     with connection.cursor() as cursor:
         cursor.execute(_STREAM_STATE_SQL, [users.db_value(user_id, connection)])
         row = cursor.fetchone()
-    return StreamState(*row) if row else StreamState(0, 0, 0)
+    return StreamState(*row) if row else StreamState(0, 0, 0, 0)
 
 
 STREAM_TABLE = UserStream._meta.db_table
@@ -53,12 +54,10 @@ def stream_state_columns(alias: str) -> str:
 _STREAM_STATE_SQL = f"SELECT {stream_state_columns('s')} FROM {STREAM_TABLE} s WHERE s.user_id = %s"
 
 
-def heads(user_ids: list[users.UserId]) -> dict[users.UserId, tuple[int, int]]:
-    """(head_seq, unread) of each user, for the heartbeat."""
-    return {
-        uid: (head, unread)
-        for uid, head, unread in UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "head_seq", "unread")
-    }
+def heads(user_ids: list[users.UserId]) -> dict[users.UserId, tuple[int, int, int]]:
+    """(head_seq, unread, unseen) of each user, for the heartbeat."""
+    rows = UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "head_seq", "unread", "unseen")
+    return {uid: (head, unread, unseen) for uid, head, unread, unseen in rows}
 
 
 def live(queryset: QuerySet[Notification], now: datetime | None = None) -> QuerySet[Notification]:
@@ -107,7 +106,7 @@ def read_state(user_id: int, *, up_to_seq: int, state: StreamState) -> str:
 
 
 def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool = False) -> ReplayPage:
-    """Notifications with seq > since, oldest first, at most `limit`.
+    """Notifications and inbox events with seq > since, merged in seq order, at most `limit`.
 
     head_seq is read before the rows: every seq up to a committed head is
     committed too (seqs are allocated under the stream's row lock), so when
@@ -118,14 +117,41 @@ def replay_page(user_id: int, *, since: int, limit: int, with_read_state: bool =
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="retention")
     if since > state.head_seq:
         return ReplayPage([], state.head_seq, state.head_seq, False, reset_reason="cursor_ahead")
-    rows = storage.backend(Notification.objects.db).replay_frames(
+    notifications = storage.backend(Notification.objects.db).replay_frames(
         user_id, since=since, head_seq=state.head_seq, limit=limit, now=timezone.now()
     )
+    # Each list is the first `limit` of its kind, so the first `limit` of both merged are the first of the stream.
+    rows = sorted(notifications + event_frames(user_id, since=since, head_seq=state.head_seq, limit=limit))[:limit]
     more = len(rows) == limit and rows[-1][0] < state.head_seq
     frames = [frame for _, frame in rows]
     last_seq = rows[-1][0] if more else state.head_seq
     read = read_state(user_id, up_to_seq=since, state=state) if with_read_state and since else None
     return ReplayPage(frames, last_seq, state.head_seq, more, read_state=read)
+
+
+def event_frames(user_id: int, *, since: int, head_seq: int, limit: int) -> list[tuple[int, str]]:
+    """(seq, encoded `state` frame) of the user's inbox events in (since, head_seq], oldest first."""
+    rows = InboxEvent.objects.filter(user_id=user_id, seq__gt=since, seq__lte=head_seq).order_by("seq")
+    return [
+        (seq, protocol.encode(protocol.state_event(seq=seq, op=op, fields=body)))
+        for seq, op, body in rows.values_list("seq", "op", "body")[:limit]
+    ]
+
+
+class View:
+    """Which of a user's notifications a list shows."""
+
+    INBOX = "inbox"  # neither archived nor snoozed
+    ARCHIVED = "archived"
+    SNOOZED = "snoozed"
+
+
+def in_view(queryset: QuerySet[Notification], view: str) -> QuerySet[Notification]:
+    if view == View.ARCHIVED:
+        return queryset.filter(archived_at__isnull=False)
+    if view == View.SNOOZED:
+        return queryset.filter(snoozed_until__isnull=False)
+    return queryset.filter(archived_at__isnull=True, snoozed_until__isnull=True)
 
 
 def inbox(
@@ -137,12 +163,13 @@ def inbox(
     unread_only: bool = False,
     topic: str | None = None,
     group_key: str | None = None,
+    view: str = View.INBOX,
 ) -> list[Notification]:
-    """One inbox page: newest first below `before`, or oldest first above `since` (and below `before`, if given).
+    """One page of a view: newest first below `before`, or oldest first above `since` (and below `before`, if given).
 
     With `group_key`: that group's members only.
     """
-    qs = _inbox_queryset(user_id, unread_only=unread_only, topic=topic)
+    qs = _inbox_queryset(user_id, unread_only=unread_only, topic=topic, view=view)
     if group_key is not None:
         qs = qs.filter(group_key=group_key)
     if before is not None:
@@ -152,8 +179,8 @@ def inbox(
     return list(qs.order_by("-seq")[:limit])
 
 
-def _inbox_queryset(user_id: int, *, unread_only: bool, topic: str | None) -> QuerySet[Notification]:
-    qs = live(Notification.objects.filter(recipient_id=user_id)).select_related("topic")
+def _inbox_queryset(user_id: int, *, unread_only: bool, topic: str | None, view: str = View.INBOX) -> QuerySet[Notification]:
+    qs = in_view(live(Notification.objects.filter(recipient_id=user_id)), view).select_related("topic")
     if unread_only:
         qs = qs.filter(read_at__isnull=True)
     if topic:
@@ -244,7 +271,7 @@ def _login_names(user_ids: list[users.UserId]) -> dict[users.UserId, str]:
 def unread_rows(user_id: int) -> int:
     """Unread rows as the grouped inbox shows them: each unread notification without a group, and each group
     with an unread member once. One aggregate over the user's unread notifications (the partial unread index)."""
-    unread = live(Notification.objects.filter(recipient_id=user_id, read_at__isnull=True))
+    unread = in_view(live(Notification.objects.filter(recipient_id=user_id, read_at__isnull=True)), View.INBOX)
     agg = unread.aggregate(single=Count("id", filter=Q(group_key="")), groups=Count("group_key", distinct=True, filter=~Q(group_key="")))
     return int(agg["single"]) + int(agg["groups"])
 
@@ -322,7 +349,8 @@ def away_candidates(*, channel: str, streams: QuerySet[UserStream], cutoff: date
     """Users who may have work due on an away channel: unacked seqs above the channel's cursor, the first of
     them published before `cutoff` (seqs follow publish time), and no hold on the cursor. Oldest work first."""
     cursor = ChannelCursor.objects.filter(user_id=OuterRef("user_id"), channel=channel)
-    first = Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("from_seq")).order_by("seq")
+    # Archived and snoozed ones are never sent away (a woken one is back in the inbox, at a new seq).
+    first = in_view(Notification.objects.filter(recipient_id=OuterRef("user_id"), seq__gt=OuterRef("from_seq")), View.INBOX).order_by("seq")
     rows = (
         streams.filter(head_seq__gt=F("delivered_seq"))
         .annotate(swept=Coalesce(Subquery(cursor.values("seq")[:1]), 0), held=Subquery(cursor.values("hold_until")[:1]))

@@ -23,7 +23,8 @@ class PushPlan:
 class HeartbeatPlan:
     catch_up: bool = False
     head_seq: int = 0  # what the heartbeat frame says the socket holds
-    unread: int | None = None  # None while pushes are in flight: the count would cover seqs not sent yet
+    unread: int | None = None  # None while pushes are in flight: the counts would cover seqs not sent yet
+    unseen: int | None = None
 
 
 @dataclass(slots=True)
@@ -62,7 +63,7 @@ class SocketSync:
         self.sent_seq = fresh[-1][0]
         return PushPlan(send=again + [text for _, text in fresh], too_slow=self.sent_seq - self.acked_seq > self.buffer_frames)
 
-    def on_heartbeat(self, head_seq: int, unread: int) -> HeartbeatPlan:
+    def on_heartbeat(self, head_seq: int, unread: int, unseen: int = 0) -> HeartbeatPlan:
         # A seq that was the head one heartbeat ago and still has not been sent
         # was dropped: replay. A seq past what was sent is otherwise most likely
         # in flight (a burst being fanned out); replaying it would only repeat it.
@@ -73,7 +74,7 @@ class SocketSync:
             return HeartbeatPlan(catch_up=True)
         if head_seq > self.sent_seq:
             return HeartbeatPlan(head_seq=self.sent_seq)
-        return HeartbeatPlan(head_seq=head_seq, unread=unread)
+        return HeartbeatPlan(head_seq=head_seq, unread=unread, unseen=unseen)
 
     def begin_replay(self, since: int) -> None:
         """A replay from `since` starts (asked for by the client, or a catch-up); pushes wait for it."""

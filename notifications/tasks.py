@@ -15,6 +15,9 @@ That retry sends nothing twice: a killed round's sends were never recorded, and
 its user locks went with its database connection (services/away.py). A killed
 webhook round's message locks went the same way: their messages are sent again,
 with the same webhook-id (services/webhook_sends.py).
+
+Snoozes are woken on the away queue (services/snooze.py defines those tasks): a lost
+wake, like a worker's start, enqueues a sweep of every overdue snooze.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from django.utils.crypto import get_random_string
 from django_tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
-from . import delivery, services
+from . import conf, delivery, services
+from .services import snooze
 
 log = logging.getLogger(__name__)
-QUEUE = "away"
+QUEUE = conf.TASK_QUEUE
 WEBHOOK_QUEUE = "webhooks"
 QUEUES = (QUEUE, WEBHOOK_QUEUE)
 KEEP_RESULTS = timedelta(hours=1)
@@ -55,7 +59,7 @@ def deliver_due(channel: str) -> dict[str, int]:
     finally:
         # The next round comes even after one that failed: a failure must not end the channel for everyone.
         schedule(channel, delay_seconds=0 if more else delivery.get_settings().worker_poll_seconds)
-    _forget_finished(_PATH)
+    _forget_finished(_PATH, *snooze.WAKE_PATHS)  # each round and wake leaves a result row
     return {"users": report.users, "sent": report.sent, "failures": report.failures}
 
 
@@ -77,9 +81,9 @@ _PATH = deliver_due.module_path
 _WEBHOOKS_PATH = deliver_webhooks.module_path
 
 
-def _forget_finished(path: str) -> None:
+def _forget_finished(*paths: str) -> None:
     # Each round leaves a result row; the finished ones of an hour ago are of no more use.
-    DBTaskResult.objects.filter(task_path=path, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
+    DBTaskResult.objects.filter(task_path__in=paths, finished_at__lt=timezone.now() - KEEP_RESULTS).delete()
 
 
 def schedule(channel: str, *, delay_seconds: float) -> None:
@@ -106,7 +110,7 @@ def new_worker_id() -> str:
 
 
 def recover_lost(*, me: str, now: datetime | None = None) -> int:
-    """Fail each RUNNING row of our queues whose worker is gone, and enqueue its next round.
+    """Fail each RUNNING row of our queues whose worker is gone, and enqueue its next round (or a snooze sweep).
 
     Gone: a worker on this host whose process no longer exists (or whose pid is now `me`'s, after a
     container restart), or any row that has been running for WORKER_LOST_SECONDS, wherever it ran."""
@@ -122,6 +126,8 @@ def recover_lost(*, me: str, now: datetime | None = None) -> int:
                 schedule(*row.args_kwargs["args"], delay_seconds=0)
             elif row.task_path == _WEBHOOKS_PATH:
                 schedule_webhooks(delay_seconds=0)
+            elif row.task_path in snooze.WAKE_PATHS:
+                snooze.sweep_later()
             lost += 1
     return lost
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from notifications import auth, services
-from notifications.api import me
+from notifications import auth, changes, services
+from notifications.api import inbox_state, me
 from notifications.models import Notification, Subscription, Topic, UserStream
 from tests.api.conftest import Api
 from tests.test_consumer import TIMEOUT, stop_hub, welcome  # noqa: F401 (stop_hub: an autouse fixture)
@@ -63,9 +64,25 @@ def world(make_user: Any) -> Iterator[World]:
 
 # --- WebSocket: every client frame ----------------------------------------------------------------
 
+
 # Per client frame: what B sends naming A's things (theirs) or nobody's. Each gets a ref, so its answer ends with the reply.
+BY_IDS = ("read", "unread", "archive", "unarchive", "delete")
+
+
+def their_ids(w: World, theirs: bool) -> list[int]:
+    return w.a_ids if theirs else [NOBODYS, NOBODYS + 1, NOBODYS + 2]
+
+
+def by_ids(op: str) -> Callable[[World, bool], dict[str, Any]]:
+    return lambda w, theirs: {"type": op, "ids": their_ids(w, theirs)}
+
+
+UNTIL = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+
 FRAMES: dict[str, Callable[[World, bool], dict[str, Any]]] = {
-    "read": lambda w, theirs: {"type": "read", "ids": w.a_ids if theirs else [NOBODYS, NOBODYS + 1, NOBODYS + 2]},
+    **{op: by_ids(op) for op in BY_IDS},
+    "snooze": lambda w, theirs: {"type": "snooze", "ids": their_ids(w, theirs), "until": UNTIL},
+    "seen": lambda w, theirs: {"type": "seen", "up_to_seq": 0},  # B's own mark: nothing of A's to name
     "ack": lambda w, theirs: {"type": "ack", "seq": 3 if theirs else NOBODYS},  # seq 3 exists for A, not for B
     "resume": lambda w, theirs: {"type": "resume", "since": 2 if theirs else NOBODYS},
     "subscribe": lambda w, theirs: {"type": "subscribe", "topic": w.private if theirs else NOBODYS_TOPIC},
@@ -113,7 +130,9 @@ def probes(w: World, theirs: bool) -> dict[tuple[str, str], Callable[[Api], Any]
             answer(api.get("/me/notifications", before=4 if theirs else NOBODYS)),
             answer(api.get("/me/notifications", topic=topic)),
         ],
-        ("POST", "/me/notifications/read"): lambda api: answer(api.post("/me/notifications/read", {"ids": ids})),
+        **{("POST", f"/me/notifications/{op}"): posting(f"/me/notifications/{op}", {"ids": ids}) for op in BY_IDS},
+        ("POST", "/me/notifications/snooze"): lambda api: answer(api.post("/me/notifications/snooze", {"ids": ids, "until": UNTIL})),
+        ("POST", "/me/notifications/seen"): lambda api: answer(api.post("/me/notifications/seen", {"up_to_seq": 0})),
         ("GET", "/me/unread-count"): lambda api: answer(api.get("/me/unread-count")),
         ("GET", "/topics"): lambda api: answer(api.get("/topics")),
         ("GET", "/me/subscriptions"): lambda api: answer(api.get("/me/subscriptions")),
@@ -121,6 +140,10 @@ def probes(w: World, theirs: bool) -> dict[tuple[str, str], Callable[[Api], Any]
         ("DELETE", "/me/subscriptions/{topic}"): lambda api: answer(api.delete(f"/me/subscriptions/{topic}")),
         ("POST", "/ws-ticket"): lambda api: ticket_holder(api.post("/ws-ticket")),
     }
+
+
+def posting(path: str, body: dict[str, Any]) -> Callable[[Api], Any]:
+    return lambda api: answer(api.post(path, body))
 
 
 def ticket_holder(response: Any) -> tuple[int, int]:
@@ -137,11 +160,21 @@ STATUS = {("POST", "/me/subscriptions"): 404, ("DELETE", "/me/subscriptions/{top
 
 
 def me_routes() -> set[tuple[str, str]]:
-    return {(method, path) for path, view in me.router.path_operations.items() for op in view.operations for method in op.methods}
+    return {
+        (method, path)
+        for router in (me.router, inbox_state.router)
+        for path, view in router.path_operations.items()
+        for op in view.operations
+        for method in op.methods
+    }
 
 
 def test_the_matrix_covers_every_endpoint_of_the_me_router() -> None:
     assert set(probes(NO_WORLD, True)) == me_routes()
+
+
+def test_the_matrix_covers_every_client_frame() -> None:
+    assert set(FRAMES) | {"ping"} == {"resume", "ack", "subscribe", "unsubscribe", "ping", *changes.OPS}
 
 
 def as_b(world: World, how: str) -> Api:

@@ -98,7 +98,7 @@ async def test_welcome_comes_first_with_head_and_unread(user: Any) -> None:
     await notify(user)
     await notify(user)
     ws, frame = await welcome(user)
-    assert frame == {"type": "welcome", "protocol": 1, "user": user.id, "head_seq": 2, "unread": 2, "heartbeat_s": 25}
+    assert frame == {"type": "welcome", "protocol": 1, "user": user.id, "head_seq": 2, "unread": 2, "unseen": 2, "heartbeat_s": 25}
     await ws.disconnect()
 
 
@@ -211,7 +211,7 @@ async def test_reset_when_cursor_is_ahead_or_older_than_retention(user: Any) -> 
 
 async def test_resume_brings_read_state_in_step_after_being_away(user: Any) -> None:
     ids = [(await notify(user, f"n{i}")).deliveries[0].id for i in range(4)]
-    # While this device was away, another one read two of the four it holds.
+    # While this device was away, another one read two of the four it holds: an event at seq 5.
     await database_sync_to_async(services.mark_read)(user_id=user.id, ids=[ids[0], ids[2]])
     ws, _ = await welcome(user, query="since=4")
     frames = await frames_until(ws, "synced")
@@ -220,9 +220,10 @@ async def test_resume_brings_read_state_in_step_after_being_away(user: Any) -> N
         "up_to_seq": 4,
         "unread_ids": [ids[1], ids[3]],
         "unread": 2,
-        "head_seq": 4,
+        "head_seq": 5,
         "truncated": False,
     }
+    assert frames[1] == {"type": "state", "seq": 5, "op": "read", "ids": [ids[0], ids[2]], "unread": 2, "unseen": 4, "head_seq": 5}
     await ws.disconnect()
 
 
@@ -239,7 +240,7 @@ async def test_dropped_push_is_replayed_by_the_server_on_a_gap(user: Any, monkey
 
 async def test_heartbeat_carries_head_and_repairs_a_dropped_push(user: Any, fast: Any, monkeypatch: Any) -> None:
     ws, _ = await welcome(user)
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0, "unread": 0}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "heartbeat", "head_seq": 0, "unread": 0, "unseen": 0}
     with monkeypatch.context() as m:
         m.setattr(push, "_send", lambda message: None)
         await notify(user, "only the database knows")
@@ -306,8 +307,7 @@ class FakeListener:
     def __init__(self, user_id: int, *, fails: bool = False) -> None:
         self.user_id, self.credential, self.fails = user_id, ("token", str(user_id)), fails
         self.got: list[list[tuple[int, str]]] = []
-        self.events: list[str] = []
-        self.heartbeats: list[tuple[int, int]] = []
+        self.heartbeats: list[tuple[int, int, int]] = []
         self.pushed = asyncio.Event()
 
     def _fail_if_broken(self) -> None:
@@ -319,13 +319,9 @@ class FakeListener:
         self.got.append(items)
         self.pushed.set()
 
-    async def push_event(self, text: str) -> None:
+    async def on_heartbeat(self, head_seq: int, unread: int, unseen: int) -> None:
         self._fail_if_broken()
-        self.events.append(text)
-
-    async def on_heartbeat(self, head_seq: int, unread: int) -> None:
-        self._fail_if_broken()
-        self.heartbeats.append((head_seq, unread))
+        self.heartbeats.append((head_seq, unread, unseen))
 
     async def close_unauthenticated(self) -> None:
         self._fail_if_broken()
@@ -342,34 +338,15 @@ async def test_a_socket_whose_push_fails_does_not_cost_the_others_theirs() -> No
     node.detach(fine)
 
 
-async def test_a_socket_that_fails_an_event_does_not_cost_the_others_their_events_or_the_pushes_after() -> None:
-    node = hub.hub()
-    broken, same_user, other = FakeListener(1, fails=True), FakeListener(1), FakeListener(2)
-    for listener in (broken, same_user, other):
-        node.listeners[listener.user_id].add(listener)
-    try:
-        await node.dispatch(
-            [
-                {"type": push.USER_EVENT, "user": 1, "frame": "read"},
-                {"type": push.DELIVER, "items": [[2, 1, "b"]]},
-            ]
-        )
-        assert same_user.events == ["read"]
-        assert other.got == [[(1, "b")]]
-    finally:
-        for listener in (broken, same_user, other):
-            node.detach(listener)
-
-
 async def test_a_socket_that_fails_its_heartbeat_does_not_cost_the_others_theirs(monkeypatch: Any) -> None:
     node = hub.hub()
-    monkeypatch.setattr(hub, "_heartbeat_state", lambda user_ids, credentials: ({1: (5, 2), 2: (7, 1)}, set()))
+    monkeypatch.setattr(hub, "_heartbeat_state", lambda user_ids, credentials: ({1: (5, 2, 3), 2: (7, 1, 1)}, set()))
     broken, others = FakeListener(1, fails=True), [FakeListener(1), FakeListener(2)]
     for listener in (broken, *others):
         node.listeners[listener.user_id].add(listener)
     try:
         await node.beat()
-        assert [listener.heartbeats for listener in others] == [[(5, 2)], [(7, 1)]]
+        assert [listener.heartbeats for listener in others] == [[(5, 2, 3)], [(7, 1, 1)]]
     finally:
         for listener in (broken, *others):
             node.detach(listener)
@@ -413,12 +390,16 @@ async def test_read_reaches_every_device_with_unread(user: Any) -> None:
     phone, _ = await welcome(user)
     laptop, _ = await welcome(user)
     await phone.send_json_to({"type": "read", "ids": [ids[0], 999_999], "ref": 7})
-    event = {"type": "read", "ids": [ids[0]], "unread": 2, "head_seq": 3}
+    # A state event at the next seq, pushed as a notification is: every device gets it, in seq order.
+    event = {"type": "state", "seq": 4, "op": "read", "ids": [ids[0]], "unread": 2, "unseen": 3, "head_seq": 4}
+    answer = {"type": "reply", "ref": 7, "ok": True, "op": "read", "seq": 4, "changed": 1, "unread": 2, "unseen": 3, "head_seq": 4}
     got = [await phone.receive_json_from(timeout=TIMEOUT) for _ in range(2)]  # the reply, and the event every device gets
-    assert sorted(got, key=str) == sorted([{"type": "reply", "ref": 7, "ok": True, "unread": 2, "head_seq": 3}, event], key=str)
+    assert sorted(got, key=str) == sorted([answer, event], key=str)
     assert await laptop.receive_json_from(timeout=TIMEOUT) == event
     await laptop.send_json_to({"type": "read", "all": True})
-    assert await phone.receive_json_from(timeout=TIMEOUT) == {"type": "read", "up_to_seq": 3, "unread": 0, "head_seq": 3}
+    assert await phone.receive_json_from(timeout=TIMEOUT) == {
+        "type": "state", "seq": 5, "op": "read", "filter": {}, "up_to_seq": 4, "unread": 0, "unseen": 3, "head_seq": 5,
+    }  # fmt: skip
     await phone.disconnect()
     await laptop.disconnect()
 
@@ -428,7 +409,9 @@ async def test_read_of_another_users_id_changes_nothing(make_user: Any) -> None:
     theirs = (await notify(b)).deliveries[0].id
     ws, _ = await welcome(a)
     await ws.send_json_to({"type": "read", "ids": [theirs], "ref": "r"})  # nothing changes, so no event either
-    assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "reply", "ref": "r", "ok": True, "unread": 0, "head_seq": 0}
+    assert await ws.receive_json_from(timeout=TIMEOUT) == {
+        "type": "reply", "ref": "r", "ok": True, "op": "read", "seq": None, "changed": 0, "unread": 0, "unseen": 0, "head_seq": 0,
+    }  # fmt: skip
     assert await database_sync_to_async(lambda: Notification.objects.get(id=theirs).read_at)() is None
     await ws.disconnect()
 
@@ -643,7 +626,7 @@ async def test_a_frame_that_finds_the_database_away_is_refused_and_the_socket_st
     def unreachable(**_: Any) -> None:
         raise availability.DatabaseUnavailable("the database is unavailable")
 
-    monkeypatch.setattr(services, "mark_read", unreachable)
+    monkeypatch.setattr(services, "change_inbox", unreachable)
     await ws.send_json_to({"type": "read", "all": True, "ref": 1})
     assert await ws.receive_json_from(timeout=TIMEOUT) == {
         "type": "reply", "ref": 1, "ok": False, "error": "unavailable", "message": "the database is unavailable; try again shortly",

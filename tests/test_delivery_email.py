@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from notifications import services
+from notifications.changes import Change
 from notifications.models import AwayDelivery, Channel, ChannelPreference, Notification, Topic
 from tests.away import SmtpServer, away_settings, text_of, use_smtp
 from tests.conftest import free_port
@@ -182,3 +183,20 @@ def test_quiet_hours_ending_in_the_repeated_autumn_hour_hold_mail_until_then(smt
     assert smtp.messages == [], "held: the quiet hours end at 02:30 CET"
     services.deliver_due(channel=Channel.EMAIL, now=datetime(2026, 10, 25, 1, 31, tzinfo=UTC))
     assert [m["Subject"] for m in smtp.messages] == ["at night"]
+
+
+def test_archived_deleted_and_snoozed_are_not_emailed_and_a_woken_snooze_is_due_again(smtp: SmtpServer, make_user: Any) -> None:
+    alice = make_user("alice", email="alice@example.com")
+    archived, deleted, snoozed, _kept = (send(alice, title) for title in ("archived", "deleted", "snoozed", "kept"))
+    until = timezone.now() + timedelta(hours=1)
+    for change in (
+        Change("archive", ids=(archived.id,)),
+        Change("delete", ids=(deleted.id,)),
+        Change("snooze", ids=(snoozed.id,), until=until),
+    ):
+        services.change_inbox(user_id=alice.id, change=change)
+    emailed()
+    assert [m["Subject"] for m in smtp.messages] == ["kept"]
+    services.wake(user_id=alice.id, now=until)
+    services.deliver_due(channel=Channel.EMAIL, now=until + timedelta(seconds=301))  # the next digest window
+    assert [m["Subject"] for m in smtp.messages] == ["kept", "snoozed"]

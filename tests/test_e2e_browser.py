@@ -590,7 +590,9 @@ window.FakeSocket = class FakeSocket {
   end(code) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
 };
 window.note = (seq, extra = {}) => ({ type: "notification", seq, id: 1000 + seq, title: `n${seq}`, read: false, ...extra });
-window.welcome = (head, unread = 0) => ({ type: "welcome", protocol: 1, user: 7, head_seq: head, unread, heartbeat_s: 25 });
+window.welcome = (head, unread = 0, unseen = unread) =>
+  ({ type: "welcome", protocol: 1, user: 7, head_seq: head, unread, unseen, heartbeat_s: 25 });
+window.change = (seq, op, fields, unread = 0, unseen = 0) => ({ type: "state", seq, op, ...fields, unread, unseen, head_seq: seq });
 window.until = (test, ms = 5000) => new Promise((resolve, reject) => {
   const started = Date.now();
   const check = () => test() ? resolve() : Date.now() - started > ms ? reject(new Error("timed out")) : setTimeout(check, 5);
@@ -810,7 +812,7 @@ def test_client_resets_on_reset_resumes_behind_a_heartbeat_and_starts_from_its_s
         ws.recv({ type: "heartbeat", head_seq: 902, unread: 5 });    // behind the head: ask
         const resume = ws.sent.filter((f) => f.type === "resume");
         ws.recv(note(901), note(902), { type: "synced", head_seq: 902, replayed: 2, more: false });
-        ws.recv({ type: "unread", ids: [1901], unread: 6 });
+        ws.recv(change(903, "unread", { ids: [1901] }, 6));
         c.close();
         // A client without an explicit since starts from the cursor stored for its user.
         const again = new NotificationClient({ url: "ws://client.test/ws", userId: 11, WebSocket: FakeSocket });
@@ -822,9 +824,9 @@ def test_client_resets_on_reset_resumes_behind_a_heartbeat_and_starts_from_its_s
     )
     assert result["afterReset"] == {"cursor": 900, "state": "live"}
     assert result["resume"] == [{"type": "resume", "since": 900}]
-    assert result["events"] == [["reset", 900], ["synced", 902], ["unread", 6]]
+    assert result["events"] == [["reset", 900], ["synced", 902], ["unread", 903]]
     assert result["unread"] == 6 and result["closedState"] == "offline"
-    assert result["url"] == "ws://client.test/ws?since=902&batch=1"
+    assert result["url"] == "ws://client.test/ws?since=903&batch=1"
 
 
 def test_client_unread_count_is_exact_when_a_read_mark_and_a_publish_cross(client_page: Page) -> None:
@@ -835,18 +837,70 @@ def test_client_unread_count_is_exact_when_a_read_mark_and_a_publish_cross(clien
         c.connect();
         const ws = FakeSocket.all[0];
         const counts = [];
-        ws.recv({ type: "welcome", protocol: 1, user: 12, head_seq: 5, unread: 2, heartbeat_s: 25 });
-        ws.recv({ type: "synced", head_seq: 5, replayed: 0, more: false });
+        ws.recv(welcome(5, 2), { type: "synced", head_seq: 5, replayed: 0, more: false });
         counts.push(c.unread);
-        ws.recv(note(6));                                              // new and unread
+        const read = c.markRead([1001]);
+        // Seq 6 was published while the read mark was on its way: the mark is seq 7, and its
+        // reply, which covers both, comes before either of them.
+        ws.recv({ type: "reply", ref: ws.sent.at(-1).ref, ok: true, op: "read", seq: 7, unread: 2, unseen: 3, head_seq: 7 });
         counts.push(c.unread);
-        // Another device read one while seq 6 was being published: the count it carries covers seqs up to 5.
-        ws.recv({ type: "read", ids: [1001], unread: 1, head_seq: 5 });
+        ws.recv(note(6));                                              // already in the reply's count
         counts.push(c.unread);
-        ws.recv({ type: "heartbeat", head_seq: 6, unread: 2 });       // the server now counts seq 6 itself
+        // Another device's change at seq 8 said 3; our reply for seq 9 came first and said 1: the older count is stale.
+        ws.recv({ type: "reply", ref: "other-tab", ok: true, unread: 1, unseen: 1, head_seq: 9 });
+        ws.recv(change(7, "read", { ids: [1001] }, 2, 3), change(8, "unread", { ids: [1001] }, 3, 3));
         counts.push(c.unread);
+        ws.recv({ type: "heartbeat", head_seq: 9, unread: 1, unseen: 1 });
+        counts.push(c.unread, c.unseen);
+        await read;
         c.close();
         return counts;
         """,
     )
-    assert result == [2, 3, 2, 2]
+    assert result == [2, 2, 2, 1, 1, 1]
+
+
+def test_client_applies_state_events_in_seq_order_and_keeps_its_inbox_and_counts(client_page: Page) -> None:
+    result = run_js(
+        client_page,
+        """
+        const changes = [], legacy = [], unseen = [];
+        const c = new NotificationClient({ url: "ws://client.test/ws", userId: 13, since: 2, WebSocket: FakeSocket });
+        c.on("change", (e) => changes.push([e.op, e.seq, e.changed.map((i) => i.id), e.removed, e.unknown]));
+        c.on("read", (e) => legacy.push(["read", e.ids ?? e.up_to_seq]));
+        c.on("unseencount", (e) => unseen.push(e.unseen));
+        c.connect();
+        const ws = FakeSocket.all[0];
+        ws.recv(welcome(2, 2, 2), { type: "synced", head_seq: 2, replayed: 0, more: false });
+        ws.recv(note(3, { kind: "build.failed" }), note(4, { topic: "deploys" }));
+        // A state event past a gap is held like a notification, then taken in order once the gap is filled.
+        ws.recv(change(6, "archive", { ids: [1003] }, 2, 3));
+        const heldAt = changes.length;
+        const byKind = change(5, "read", { filter: { kind: "build" }, up_to_seq: 4 }, 3, 4);
+        ws.recv(byKind, change(5, "read", { filter: {}, up_to_seq: 4 }, 3, 4));
+        ws.recv({ type: "synced", head_seq: 6, replayed: 2, more: false });
+        ws.recv(change(7, "seen", { up_to_seq: 7 }, 2, 0));
+        ws.recv(change(8, "snooze", { ids: [1004, 999], until: "2030-01-01T00:00:00+00:00" }, 1, 0));
+        ws.recv(change(9, "read", { filter: {}, up_to_seq: 8 }, 0, 0));
+        ws.recv(note(10, { id: 1004 }));                             // the snooze woke: same id, new seq
+        ws.recv(change(11, "delete", { filter: { topic: "nope" }, up_to_seq: 10 }, 1, 1));
+        const items = c.inbox.items().map((i) => [i.id, i.seq, i.read, i.archived, i.snoozed_until]);
+        return { heldAt, changes, legacy, unseen, items, unread: c.unread, cursor: c.cursor, seenSeq: c.inbox.seenSeq,
+                 resumes: ws.sent.filter((f) => f.type === "resume"), duplicates: c.duplicates };
+        """,
+    )
+    assert result["heldAt"] == 0 and result["resumes"] == [{"type": "resume", "since": 4}]
+    assert result["duplicates"] == 1  # the second seq 5
+    assert result["changes"] == [
+        ["read", 5, [1003], [], []],
+        ["archive", 6, [1003], [], []],
+        ["seen", 7, [], [], []],
+        ["snooze", 8, [1004], [], [999]],
+        ["read", 9, [], [], []],  # the inbox holds nothing now: 1003 is archived, 1004 snoozed
+        ["wake", 10, [1004], [], []],
+        ["delete", 11, [], [], []],
+    ]
+    assert result["legacy"] == [["read", [1003]], ["read", 8]]  # a filter by kind names what it took
+    assert result["items"] == [[1004, 10, False, False, None], [1003, 3, True, True, None]]
+    assert result["unread"] == 1 and result["cursor"] == 11 and result["seenSeq"] == 7
+    assert result["unseen"] == [2, 3, 4, 3, 0, 1]

@@ -115,8 +115,9 @@ def test_the_stream_carries_the_sockets_frames_and_takes_client_frames_by_post(d
     assert acked == (200, {"type": "reply", "ref": "a", "ok": True})
     status, reply = post_frame(daphne, token, {"type": "read", "ids": [pushed["id"]], "ref": "r"}, welcome["stream"])
     assert (status, reply["ok"], reply["unread"]) == (200, True, 0)
-    read = stream.frame()  # every device hears of it, this stream too
-    assert read["type"] == "read" and read["ids"] == [pushed["id"]]
+    read = stream.frame()  # every device hears of it, this stream too: a state event at its seq
+    assert (read["type"], read["op"], read["ids"], read["seq"]) == ("state", "read", [pushed["id"]], seq + 1)
+    assert stream.last_id == seq + 1
     assert post_frame(daphne, token, {"type": "read", "ids": [1]}) == (204, None)
     status, error = post_frame(daphne, token, {"type": "nope", "ref": 3})
     assert (status, error["type"], error["code"], error["ref"]) == (400, "error", "unknown_type", 3)

@@ -1,4 +1,5 @@
-"""A node killed with SIGKILL mid-burst, again and again: every listener, on either node, gets every seq once, in order.
+"""A node killed with SIGKILL mid-burst, again and again: every listener, on either node, gets every seq once, in order;
+and a node killed after it applied a client's change but before its answer reached the client: nothing applied twice.
 
 Two real server processes share PostgreSQL and Redis. The publisher talks to
 node B, which stays up; node A is killed and restarted on the same port while
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from notifications import services
 from notifications.client import Client, Listener
+from notifications.models import ClientEvent, InboxEvent, Notification
 from tests.conftest import DaphneServer
+from tests.holding_proxy import HoldingProxy
 
 pytestmark = [
     pytest.mark.server,
@@ -123,3 +127,45 @@ async def test_a_node_killed_mid_burst_again_and_again_loses_and_repeats_nothing
     assert all(listener.connections == KILLS + 1 for listener in on_a)
     assert all(listener.connections == 1 for listener in on_b)
     record_property("seconds", round(time.monotonic() - started, 1))
+
+
+async def test_a_node_killed_after_applying_a_change_but_before_answering_it_applies_nothing_twice(
+    daphne_factory: Any, user: Any, token_for: Any
+) -> None:
+    """The client's outbox keeps the change until its answer, sends it again to the restarted node: applied once."""
+    node = daphne_factory(NOTIFY_DRAIN_SECONDS="0")
+    (a,) = await sync_to_async(
+        lambda: [d.id for d in services.notify(recipient_ids=[user.id], content=services.Content(title="x")).deliveries]
+    )()
+    proxy = HoldingProxy(node.port)
+    listener = Listener(f"ws://127.0.0.1:{proxy.port}/ws/notifications/", token=await sync_to_async(token_for)(user, ("read",)),
+                        since=0, backoff_base=0.05, backoff_max=0.5)  # fmt: skip
+    try:
+        async with asyncio.timeout(BUDGET):
+            await until(lambda: listener.start().state == "live", lambda: f"live; {listener!r}")
+            proxy.holding = True  # from here the node's frames, its answer too, wait in the proxy
+            answer = listener.archive([a])
+
+            def applied() -> bool:
+                return ClientEvent.objects.filter(user=user).exists()
+
+            # The change committed on the node, and its answer (or the event after it) reached the proxy.
+            while not (await sync_to_async(applied)() and proxy.held):  # noqa: ASYNC110 - a row and a byte count: nothing to await
+                await asyncio.sleep(0.02)
+            assert not answer.done() and len(listener.outbox) == 1
+            await asyncio.to_thread(node.kill)  # the held answer dies with the connection
+            proxy.holding = False
+            await asyncio.to_thread(node.start)
+            reply = await answer  # sent again after the reconnect, answered by the new process
+            assert reply["ok"] and reply["repeated"] and reply["op"] == "archive" and reply["seq"] == 2
+            await until(lambda: a in listener.inbox.items and listener.inbox.items[a].archived, lambda: f"replayed; {listener!r}")
+    finally:
+        await listener.close()
+        proxy.stop()
+
+    def stored() -> tuple[int, int, bool]:
+        archived = Notification.objects.get(id=a).archived_at is not None
+        return InboxEvent.objects.filter(user=user).count(), ClientEvent.objects.filter(user=user).count(), archived
+
+    assert await sync_to_async(stored)() == (1, 1, True)
+    assert len(listener.outbox) == 0

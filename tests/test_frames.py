@@ -55,8 +55,12 @@ def test_the_model_has_a_column_for_every_field_and_no_column_the_home_does_not_
 def test_every_copy_of_the_field_list_matches_the_home() -> None:
     # The Python client is stand-alone (no Django): its dataclass is a copy that must agree.
     assert {f.name for f in dataclasses.fields(ClientNotification)} == FIELDS
-    # The HTTP API says as much as a frame, plus two timestamps a frame leaves out.
-    assert set(NotificationOut.model_fields) == {f.name for f in fields.FIELDS} == FIELDS | {"expires_at", "read_at"}
+    # The HTTP API says as much as a frame, plus the timestamps a frame leaves out (state events carry what changes them).
+    assert (
+        set(NotificationOut.model_fields)
+        == {f.name for f in fields.FIELDS}
+        == FIELDS | {"expires_at", "read_at", "archived_at", "snoozed_until"}
+    )
     for name in ("CLOSE_UNAUTHENTICATED", "CLOSE_FORBIDDEN", "CLOSE_RATE_LIMITED"):
         assert getattr(client, name) == getattr(protocol, name), name
     # The admin's detail page shows every column, whether some device acked it, and where it was sent away.

@@ -33,25 +33,12 @@ async def test_users_without_a_socket_here_cost_nothing_and_get_nothing() -> Non
     assert here.got == [] and node.pushes_sent == 0
 
 
-async def test_a_user_event_between_deliveries_keeps_its_place() -> None:
+async def test_an_inbox_event_travels_between_notifications_as_one_of_them() -> None:
     phone = FakeListener(1)
     node = node_with(phone)
-    order: list[str] = []
-    original_push, original_event = phone.push_notifications, phone.push_event
-
-    async def pushed(items: list[tuple[int, str]], redelivery: bool) -> None:
-        order.append(f"push {[seq for seq, _ in items]}")
-        await original_push(items, redelivery)
-
-    async def evented(text: str) -> None:
-        order.append(f"event {text}")
-        await original_event(text)
-
-    phone.push_notifications, phone.push_event = pushed, evented  # type: ignore[method-assign]
-    await node.dispatch(
-        [deliver((1, 1, "a")), {"type": push.USER_EVENT, "user": 1, "frame": "read 1"}, deliver((1, 2, "b")), deliver((1, 3, "c"))]
-    )
-    assert order == ["push [1]", "event read 1", "push [2, 3]"]
+    # push.stream_events sends a `state` frame as one more item at its seq.
+    await node.dispatch([deliver((1, 1, "a")), deliver((1, 2, '{"type":"state"}')), deliver((1, 3, "c"))])
+    assert phone.got == [[(1, "a"), (2, '{"type":"state"}'), (3, "c")]]
 
 
 async def test_redeliveries_and_first_deliveries_are_separate_calls() -> None:

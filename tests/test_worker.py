@@ -4,6 +4,7 @@ in the end every due email and push is sent exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,15 +12,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import websockets.sync.client
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from notifications import services
 from notifications.management.commands.vapid_keys import new_pair
+from notifications.models import Notification
+from notifications.services import snooze
 from tests.away import SmtpServer
-from tests.conftest import ROOT, database_url
+from tests.conftest import ROOT, DaphneServer, database_url
 from tests.push_service import PushService
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
@@ -207,3 +213,48 @@ def test_recover_lost_goes_by_the_process_on_this_host_and_by_age_elsewhere() ->
     assert status[alive_here] == status[elsewhere_recent] == "RUNNING"
     assert status[gone_here] == status[elsewhere_old] == "FAILED"
     assert DBTaskResult.objects.filter(status="READY").count() == 1, "one next round for the channel"
+
+
+@pytest.mark.server
+def test_the_worker_wakes_a_snooze_at_its_time_and_sweeps_up_one_whose_wake_was_lost(
+    daphne: DaphneServer, make_user: Any, token_for: Any
+) -> None:
+    """Through a real socket on a real daphne process: each comes back live, at a new seq, unread, created anew."""
+    alice = make_user("alice")
+    first, second = (services.notify(recipient_ids=[alice.id], content=services.Content(title=t)).deliveries[0].id for t in "ab")
+    token = token_for(alice, ("read",))
+    workers: list[subprocess.Popen[bytes]] = []
+    with websockets.sync.client.connect(f"{daphne.ws_url}?since=2", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+
+        def next_of(kind: str) -> dict[str, Any]:
+            while True:
+                frame = json.loads(ws.recv(timeout=30))
+                if frame["type"] == kind:
+                    return dict(frame)
+
+        def snooze_for_a_second(notification_id: int) -> datetime:
+            until = timezone.now() + timedelta(seconds=1)
+            ws.send(json.dumps({"type": "snooze", "ids": [notification_id], "until": until.isoformat(), "id": f"s{notification_id}"}))
+            assert next_of("reply")["ok"]
+            return until
+
+        try:
+            workers.append(start_worker(daphne.env()))  # the daphne process's database and channel layer
+            untils = [snooze_for_a_second(first)]  # seq 3
+            woken = [next_of("notification")]  # by its own task, at its time
+
+            untils.append(until := snooze_for_a_second(second))  # seq 5
+            DBTaskResult.objects.filter(task_path=f"{snooze.__name__}.wake_task", status="READY").delete()  # lost with a worker
+            wait_for(lambda: timezone.now() > until, "the snooze to end")
+            workers[0].terminate()
+            workers[0].wait(30)
+            assert Notification.objects.get(id=second).snoozed_until is not None  # nothing left that would wake it...
+            workers.append(start_worker(daphne.env()))
+            woken.append(next_of("notification"))  # ...but the next worker's sweep
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(30)
+    assert [(n["id"], n["seq"], n["read"]) for n in woken] == [(first, 4, False), (second, 6, False)]
+    assert all(datetime.fromisoformat(n["created_at"]) >= t for n, t in zip(woken, untils, strict=True))  # back as new
+    assert not Notification.objects.filter(snoozed_until__isnull=False).exists()

@@ -27,7 +27,7 @@ from .. import availability, conf, rate_limits
 from ..errors import ServiceError
 from ..fields import fits_64_bits
 from ..middleware import unavailable_response
-from . import away, me, publish, users, webhooks
+from . import away, inbox_state, me, publish, users, webhooks
 from .security import READ
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ api = NinjaAPI(
 )
 api.add_router("", publish.router)
 api.add_router("", me.router)
+api.add_router("", inbox_state.router)
 api.add_router("", away.router)
 api.add_router("", users.router)
 api.add_router("", webhooks.router)

@@ -19,8 +19,6 @@ from ..schemas import (
     GroupOut,
     InboxItemOut,
     InboxOut,
-    ReadIn,
-    ReadOut,
     Seq,
     Slug,
     SubscribeIn,
@@ -45,24 +43,34 @@ class InboxQuery(Schema):
     grouped: bool = Field(
         default=False, description="One row per group_key: the group's latest, with `group` {count, unread, actors}. Newest first."
     )
+    archived: bool = Field(default=False, description="The archive instead of the inbox.")
+    snoozed: bool = Field(default=False, description="The snoozed ones instead of the inbox.")
 
     @model_validator(mode="after")
-    def _grouped_newest_first(self) -> InboxQuery:
+    def _consistent(self) -> InboxQuery:
         if self.grouped and self.since is not None:
             raise ValueError("grouped pages are newest first: page with `before`, not `since`")
+        if self.archived and self.snoozed:
+            raise ValueError("ask for the archive or the snoozed ones, not both")
+        if self.grouped and (self.archived or self.snoozed):
+            raise ValueError("grouped rows are the inbox's; list the archive or the snoozed ones ungrouped")
         return self
+
+    @property
+    def view(self) -> str:
+        return selectors.View.ARCHIVED if self.archived else selectors.View.SNOOZED if self.snoozed else selectors.View.INBOX
 
 
 @router.get("/me/notifications", response={200: InboxOut, **ERRORS})
 def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
-    """A page of my notifications. Newest first (page on with `before`), or oldest first after `since`; or grouped."""
+    """A page of my inbox (or archive, or snoozed ones). Newest first (page on with `before`), or oldest first after `since`; or grouped."""
     user_id = caller(request).user_id
     state = selectors.stream_state(user_id)
     if filters.grouped:
         return _grouped(user_id, state, filters)
     rows = selectors.inbox(
         user_id, since=filters.since, before=filters.before, limit=filters.limit + 1, unread_only=filters.unread, topic=filters.topic,
-        group_key=filters.group_key,
+        group_key=filters.group_key, view=filters.view,
     )  # fmt: skip
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
@@ -71,6 +79,7 @@ def inbox(request: HttpRequest, filters: Query[InboxQuery]) -> InboxOut:
         items=[_notification(n) for n in rows],
         head_seq=state.head_seq,
         unread=state.unread,
+        unseen=state.unseen,
         next_before=last if filters.since is None else None,
         next_since=last if filters.since is not None else None,
     )
@@ -87,23 +96,18 @@ def _grouped(user_id: int, state: selectors.StreamState, filters: InboxQuery) ->
         items=[_notification(r.notification, group=r.group) for r in rows],
         head_seq=state.head_seq,
         unread=state.unread,
+        unseen=state.unseen,
         unread_rows=selectors.unread_rows(user_id),
         next_before=rows[-1].notification.seq if more else None,
         next_since=None,
     )
 
 
-@router.post("/me/notifications/read", response={200: ReadOut, **ERRORS})
-def mark_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
-    """Mark some of my notifications read (ids not mine are ignored), or all; every device hears of it."""
-    result = services.mark_read(user_id=caller(request).user_id, ids=payload.ids or (), everything=payload.all)
-    return ReadOut(changed_ids=result.changed_ids, up_to_seq=result.up_to_seq, unread=result.unread)
-
-
 @router.get("/me/unread-count", response={200: UnreadOut, **ERRORS})
 def unread_count(request: HttpRequest) -> UnreadOut:
+    """My unread and unseen counts (the bell's badge), as of head_seq."""
     state = selectors.stream_state(caller(request).user_id)
-    return UnreadOut(unread=state.unread, head_seq=state.head_seq)
+    return UnreadOut(unread=state.unread, unseen=state.unseen, head_seq=state.head_seq)
 
 
 @router.get("/topics", response={200: list[TopicOut], **ERRORS})

@@ -274,14 +274,12 @@ async def frames(request: HttpRequest) -> HttpResponse:
     except UnicodeDecodeError:
         return _frame(protocol.error("bad_json", "frame is not valid JSON"), 400)
     except protocol.FrameError as e:
-        return _frame(protocol.error(e.code, e.message, e.ref), 400)
+        return _frame(e.frame(), 400)
     found = event_stream.find(request.headers.get(STREAM_HEADER), who.user_id)
     try:
         answer = await connection.answer(frame, user_id=who.user_id, connection=found)
     except ServiceError as e:
-        # As on the socket: a refusal answers the frame's ref, else it is an `error`.
-        refused = protocol.reply(frame.ref, ok=False, error=e.code, message=e.message) if frame.ref is not None else None
-        return _frame(refused or protocol.error(e.code, e.message), e.status)
+        return _frame(protocol.refusal(frame, e.code, e.message), e.status)
     except OperationalError as e:
         if not availability.is_down_error(e):
             raise

@@ -11,15 +11,23 @@ library; the socket uses `websockets`.
             print(n.seq, n.title)
         # stream.consumed: the last seq you took; persist it, pass it as `since` next time
 
+    async with client.listen(since=cursor) as stream:
+        reply = await stream.archive([n.id])   # through the outbox: applied once, even across reconnects
+        stream.inbox.view()                    # what it holds, every device's changes applied
+
 The listener keeps a cursor (the last seq it holds), de-duplicates by seq,
 resumes on `synced {more}` and when a heartbeat shows it is behind, acks
 cumulatively in batches (for what the caller has taken), and reconnects with
 exponential backoff and full jitter, from `since=cursor`. A `reset` (cursor
 older than retention) is recovered over HTTP when the listener has a token.
+Changes of inbox state (`state` events) share the seqs and the rule; they are
+applied to `listener.inbox`, and the unread and unseen counts follow them.
 """
 
 from .http import Client, notification_payload, ws_url_for
+from .inbox import Change, Inbox, Item
 from .listener import Listener
+from .outbox import Outbox
 from .values import (
     CLOSE_FORBIDDEN,
     CLOSE_RATE_LIMITED,
@@ -41,12 +49,16 @@ __all__ = [
     "FATAL_CLOSE_CODES",
     "Action",
     "ApiError",
+    "Change",
     "Client",
     "Delivery",
+    "Inbox",
     "InboxPage",
+    "Item",
     "Listener",
     "ListenerClosed",
     "Notification",
+    "Outbox",
     "PublishResult",
     "notification_payload",
     "ws_url_for",

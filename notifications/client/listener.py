@@ -1,4 +1,5 @@
-"""The WebSocket side: a live, gap-free stream of one user's notifications, with resume, acks and reconnects."""
+"""The WebSocket side: a live, gap-free stream of one user's notifications, with resume, acks and reconnects,
+the inbox state every device shares, and an outbox for the changes this client makes."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import logging
 import random
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from .inbox import Change, Count, Inbox
+from .outbox import Outbox, Reply
 from .values import CLOSE_RATE_LIMITED, FATAL_CLOSE_CODES, ApiError, InboxPage, ListenerClosed, Notification
 
 log = logging.getLogger("notifications.client")
@@ -45,8 +49,16 @@ class Listener:
     Authenticate with `token` (a read-scope Bearer token) or `ticket`, a
     callable returning a fresh single-use ticket for each connection.
     `since`: the cursor to start after (None: only what arrives from now on).
-    `on_event`: called with every other frame (welcome, read, unread, reset,
-    synced, heartbeat, reply, error) and with {"type": "state", "state": ...}.
+    `on_event`: called with every other frame (welcome, reset, synced, heartbeat,
+    read_state, reply, error), with {"type": "state", "state": ...} when the
+    connection's state changes, and with {"type": "change", "op", "seq", "event",
+    "change": inbox.Change} for each change of inbox state (a `state` event, or
+    "wake": a snoozed notification back at a new seq), once applied to `inbox`.
+
+    The inbox changes this client makes (read, unread, seen, archive, unarchive,
+    delete, snooze) go through an outbox: each gets its own id, is kept until the
+    server answers it, and is sent again, in order, after a reconnect; the server
+    applies an id once. Each returns a future of the server's `reply`.
     """
 
     def __init__(
@@ -70,7 +82,9 @@ class Listener:
         self.ws_url = ws_url
         self.cursor = since
         self.head_seq = 0
-        self.unread = 0
+        self.inbox = Inbox()
+        self._unread, self._unseen = Count("unread"), Count("unseen")
+        self.outbox = Outbox(send=self._send)
         self.state = "offline"
         self.connections = 0
         self._token = token
@@ -82,7 +96,8 @@ class Listener:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._open_timeout = open_timeout
-        self._queue: asyncio.Queue[Notification | None] = asyncio.Queue(queue_size)  # None wakes a waiting reader
+        # A notification for the caller; a state event's seq (nothing to hand on, but taken in order); None wakes a reader.
+        self._queue: asyncio.Queue[Notification | int | None] = asyncio.Queue(queue_size)
         self._ahead: dict[int, dict[str, Any]] = {}  # frames past a gap, held until the server says what came before them
         self._last_seen: int | None = None  # the last seq received, held or not
         self._error: BaseException | None = None
@@ -94,6 +109,14 @@ class Listener:
         self._closed = False
         self._ws: ClientConnection | None = None
         self._welcomed = asyncio.Event()
+
+    @property
+    def unread(self) -> int:
+        return self._unread.value
+
+    @property
+    def unseen(self) -> int:
+        return self._unseen.value
 
     @property
     def consumed(self) -> int:
@@ -125,6 +148,7 @@ class Listener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        self.outbox.abandon()  # in memory only: what was not answered is not sent
         self._set_state("closed")
         self._wake()
 
@@ -147,16 +171,41 @@ class Listener:
                 if self._closed:
                     raise StopAsyncIteration
             item = await self._queue.get()
-            if item is not None:
+            if isinstance(item, int):
+                self._taken = max(self._taken, item)  # a state event: applied already, acked once taken in order
+            elif item is not None:
                 break
         self._taken = max(self._taken, item.seq)
         if self._taken - self._acked >= self._ack_every:
             self._ack_now.set()
         return item
 
-    async def read(self, ids: Sequence[int] = (), *, everything: bool = False) -> None:
-        """Mark read over the socket; every device of the user hears of it."""
-        await self._send({"type": "read", "all": True} if everything else {"type": "read", "ids": list(ids)})
+    # --- changes of inbox state, through the outbox -------------------------------------
+
+    def read(self, ids: Sequence[int] = (), *, everything: bool = False, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        """Mark read by ids, everything in the inbox, or by filter ({topic, kind, up_to_seq, archived}); every device hears of it."""
+        return self.outbox.add(_by("read", ids, filter, everything=everything))
+
+    def mark_unread(self, ids: Sequence[int]) -> asyncio.Future[Reply]:
+        return self.outbox.add({"type": "unread", "ids": list(ids)})
+
+    def seen(self, up_to_seq: int) -> asyncio.Future[Reply]:
+        """Everything up to this seq has been seen: the unseen count drops to what is above it."""
+        return self.outbox.add({"type": "seen", "up_to_seq": up_to_seq})
+
+    def archive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        return self.outbox.add(_by("archive", ids, filter))
+
+    def unarchive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        return self.outbox.add(_by("unarchive", ids, filter))
+
+    def delete(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        """Gone for this user on every device."""
+        return self.outbox.add(_by("delete", ids, filter))
+
+    def snooze(self, ids: Sequence[int], until: datetime) -> asyncio.Future[Reply]:
+        """Hidden until `until` (with a UTC offset, at most 365 days ahead); then back as new."""
+        return self.outbox.add({"type": "snooze", "ids": list(ids), "until": until.isoformat()})
 
     # --- the connection loop -----------------------------------------------------------
 
@@ -221,12 +270,14 @@ class Listener:
         self._ahead.clear()  # the new socket's replay brings them again, in order
         self._acked = min(self._acked, self._taken)
         acker = asyncio.create_task(self._ack_loop(ws))
+        self.outbox.disconnected()  # what was in flight goes again, once this socket is welcomed
         try:
             async for raw in ws:
                 if isinstance(raw, bytes):
                     continue
                 await self._handle(json.loads(raw))
         finally:
+            self.outbox.disconnected()
             acker.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await acker
@@ -237,16 +288,19 @@ class Listener:
             for inner in frame["frames"]:
                 await self._handle(inner)
             return
-        if kind == "notification":
-            await self._notification(frame)
+        if kind in ("notification", "state"):
+            await self._sequenced(frame)
             return
         if kind == "welcome":
             self.connections += 1
-            self.head_seq, self.unread = int(frame["head_seq"]), int(frame["unread"])
+            self.head_seq = int(frame["head_seq"])
+            self._unread.restart(self.head_seq, int(frame["unread"]))
+            self._unseen.restart(self.head_seq, int(frame.get("unseen", 0)))
             if self.cursor is None:  # start from now: what came before is not this listener's
                 self.cursor = self._taken = self._acked = self.head_seq
             self._welcomed.set()
             self._set_state("syncing" if self._replaying else "live")
+            await self.outbox.connected()
         elif kind == "synced":
             self.head_seq = max(self.head_seq, int(frame["head_seq"]))
             if frame.get("more"):
@@ -257,6 +311,8 @@ class Listener:
             else:
                 # Everything up to head_seq has been sent: seqs the replay skipped had expired.
                 await self._settle_up_to(int(frame["head_seq"]))
+                for count in (self._unread, self._unseen):
+                    count.covered_up_to(int(frame["head_seq"]))
                 self._replaying = False
                 self._set_state("live")
         elif kind == "heartbeat":
@@ -265,12 +321,16 @@ class Listener:
                 await self._resume()  # a push was lost on the way
         elif kind == "reset":
             await self._recover(frame)
-        if kind in {"read", "unread", "read_state", "heartbeat"} and "unread" in frame:
-            self.unread = int(frame["unread"])
+        elif kind == "reply":
+            await self.outbox.answered(frame)
+        if kind in {"read_state", "heartbeat", "reply"}:
+            for count in (self._unread, self._unseen):
+                count.counted(frame)
         self._emit(frame)
 
-    async def _notification(self, frame: dict[str, Any]) -> None:
-        # The gap rule of docs/protocol.md ("Order and gaps"), as client.js keeps it.
+    async def _sequenced(self, frame: dict[str, Any]) -> None:
+        # The gap rule of docs/protocol.md ("Order and gaps"), as client.js keeps it:
+        # notifications and state events share the user's seqs.
         seq = int(frame["seq"])
         self._last_seen = seq
         self.head_seq = max(self.head_seq, seq)
@@ -287,8 +347,22 @@ class Listener:
             await self._resume()
 
     async def _accept(self, frame: dict[str, Any]) -> None:
-        self.cursor = int(frame["seq"])
-        await self._queue.put(Notification.from_dict(frame))
+        seq = self.cursor = int(frame["seq"])
+        if frame["type"] == "state":
+            for count in (self._unread, self._unseen):
+                count.counted(frame)
+            change = self.inbox.apply(frame)
+            self._emit({"type": "change", "op": frame["op"], "seq": seq, "event": frame, "change": change})
+            await self._queue.put(seq)
+            return
+        n = Notification.from_dict(frame)
+        for count in (self._unread, self._unseen):
+            count.taken(n)
+        replaced = self.inbox.take(n)
+        if replaced is not None:  # a snooze that woke: the notification is back as new, at a new seq
+            woken = Change("wake", seq, changed=[self.inbox.items[n.id]])
+            self._emit({"type": "change", "op": "wake", "seq": seq, "event": frame, "change": woken})
+        await self._queue.put(n)
 
     async def _drain(self) -> None:
         while self.cursor is not None and self.cursor + 1 in self._ahead:
@@ -365,3 +439,11 @@ class Listener:
             self._on_event(frame)
         except Exception:  # the caller's handler must not take the connection down
             log.exception("on_event handler failed on a %r frame", frame.get("type"))
+
+
+def _by(op: str, ids: Sequence[int], filter: dict[str, Any] | None, *, everything: bool = False) -> dict[str, Any]:
+    if everything:
+        return {"type": op, "all": True}
+    if filter is not None:
+        return {"type": op, "filter": dict(filter)}
+    return {"type": op, "ids": list(ids)}

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0008_ux'),
+        ('notifications', '0009_inbox_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,6 +7,8 @@ the admin and commands call (`services.notify(...)`).
 from . import webhooks  # a module: services.webhooks.emit(...)
 from .away import Report, deliver_due
 from .delivery import ack, ack_many
+from .inbox import Outcome
+from .inbox import apply as change_inbox
 from .preferences import (
     Choice,
     Quiet,
@@ -33,8 +35,9 @@ from .publish import (
     redeliver,
     topic_request,
 )
-from .read_state import ReadResult, mark_read, mark_read_ids, mark_unread, mark_unread_ids
-from .retention import delete_notifications, prune
+from .read_state import ReadResult, delete_notifications, mark_read, mark_read_ids, mark_unread, mark_unread_ids
+from .retention import prune
+from .snooze import wake, wake_overdue
 from .topics import subscribe, unsubscribe
 from .users import AppUser, UserFields, delete_user, get_user, put_user
 from .webhook_sends import deliver_due as deliver_webhooks
@@ -44,6 +47,7 @@ __all__ = [
     "Choice",
     "Content",
     "Delivery",
+    "Outcome",
     "PublishRequest",
     "PublishResult",
     "Quiet",
@@ -55,6 +59,7 @@ __all__ = [
     "ack_many",
     "add_push_subscription",
     "category_labels",
+    "change_inbox",
     "choices",
     "delete_notifications",
     "delete_user",
@@ -81,5 +86,7 @@ __all__ = [
     "unsubscribe",
     "unsubscribe_by_token",
     "unsubscribe_link",
+    "wake",
+    "wake_overdue",
     "webhooks",
 ]

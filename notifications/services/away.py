@@ -1,7 +1,7 @@
 """Away channels: find the notifications due on a channel, claim them, send, record — in one transaction.
 
 Due (docs/channels.md): no device acked it (above the delivered cursor), unread,
-unexpired, the channel's delay for its category passed, the recipient's
+in the inbox (not archived, not snoozed), unexpired, the channel's delay for its category passed, the recipient's
 preferences allow it (a critical one from a token with the `critical` scope
 overrides them) and no quiet hours hold it.
 
@@ -162,12 +162,14 @@ def _backoff(failures: int) -> timedelta:
 def _triage(
     rows: list[Notification], rules: Policy, cursor: ChannelCursor, backend: delivery.Backend, config: delivery.AwaySettings, now: datetime
 ) -> tuple[list[delivery.Item], dict[int, datetime]]:
-    """The due items, and {seq: when} for those not due yet. Read, expired and unwanted ones are neither."""
+    """The due items, and {seq: when} for those not due yet. Read, archived, snoozed, expired and unwanted ones are neither."""
     due: list[delivery.Item] = []
     waits: dict[int, datetime] = {}
     quiet_until = rules.quiet.until(now) if rules.quiet else None
     for n in rows:
-        if n.read_at is not None or (n.expires_at is not None and n.expires_at <= now):
+        if n.read_at is not None or n.archived_at is not None or n.snoozed_until is not None:
+            continue  # a snoozed one is due again once woken: at a new seq, above this cursor
+        if n.expires_at is not None and n.expires_at <= now:
             continue
         topic = n.topic.slug if n.topic else None
         critical = _critical(n)

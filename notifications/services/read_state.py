@@ -1,4 +1,4 @@
-"""Read marks: written under the user's stream lock so the unread counter never drifts, then sent to every device."""
+"""Read marks as the dashboard, the admin and `POST /me/notifications/read` ask for them: inbox changes (inbox.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
-from .. import protocol, push
-from ..models import Notification, UserStream
-from .streams import locked_stream
+from .. import changes
+from ..changes import Change, Filter
+from ..models import Notification
+from . import inbox
 
 
 @dataclass(frozen=True)
@@ -21,50 +20,45 @@ class ReadResult:
     up_to_seq: int | None
     unread: int
     head_seq: int  # the unread count covers every seq up to here
+    outcome: inbox.Outcome
 
 
-def mark_read(*, user_id: int, ids: Sequence[int] = (), everything: bool = False) -> ReadResult:
-    """Mark the user's notifications read (ids not theirs are ignored) and tell every device."""
-    with transaction.atomic():
-        stream = locked_stream(user_id)
-        unread = Notification.objects.filter(recipient_id=user_id, read_at__isnull=True)
-        if everything:
-            changed: list[int] = []
-            count = unread.filter(seq__lte=stream.head_seq).update(read_at=timezone.now())
-            up_to_seq: int | None = stream.head_seq
-        else:
-            changed = list(unread.filter(id__in=ids).values_list("id", flat=True))
-            count = Notification.objects.filter(id__in=changed).update(read_at=timezone.now())
-            up_to_seq = None
-        result = _adjust_unread(stream, -count, changed, up_to_seq)
-        if count:
-            frame = protocol.read_event(ids=changed, up_to_seq=up_to_seq, unread=result.unread, head_seq=result.head_seq)
-            transaction.on_commit(lambda: push.user_event(user_id, frame))
-    return result
+def mark_read(*, user_id: int, ids: Sequence[int] = (), everything: bool = False, client_id: str | None = None) -> ReadResult:
+    """Mark the user's notifications read (ids not theirs are ignored), or all in the inbox; every device hears of it."""
+    change = Change(changes.READ, filter=Filter()) if everything else Change(changes.READ, ids=tuple(ids))
+    return _result(inbox.apply(user_id=user_id, change=change, client_id=client_id))
 
 
-def mark_unread(*, user_id: int, ids: Sequence[int]) -> ReadResult:
-    with transaction.atomic():
-        stream = locked_stream(user_id)
-        changed = list(Notification.objects.filter(recipient_id=user_id, id__in=ids, read_at__isnull=False).values_list("id", flat=True))
-        count = Notification.objects.filter(id__in=changed).update(read_at=None)
-        result = _adjust_unread(stream, count, changed, None)
-        if count:
-            frame = protocol.unread_event(ids=changed, unread=result.unread, head_seq=result.head_seq)
-            transaction.on_commit(lambda: push.user_event(user_id, frame))
-    return result
+def mark_unread(*, user_id: int, ids: Sequence[int], client_id: str | None = None) -> ReadResult:
+    return _result(inbox.apply(user_id=user_id, change=Change(changes.UNREAD, ids=tuple(ids)), client_id=client_id))
 
 
 def mark_read_ids(ids: Sequence[int]) -> int:
     """Mark these notifications read, whoever they belong to (the operator's bulk action). Returns how many changed."""
-    with transaction.atomic():
-        return sum(len(mark_read(user_id=uid, ids=user_ids).changed_ids) for uid, user_ids in _ids_by_recipient(ids).items())
+    return _each_recipient(changes.READ, ids)
 
 
 def mark_unread_ids(ids: Sequence[int]) -> int:
     """Mark these notifications unread, whoever they belong to. Returns how many changed."""
+    return _each_recipient(changes.UNREAD, ids)
+
+
+def delete_notifications(ids: Sequence[int]) -> int:
+    """Delete these notifications, whoever they belong to: gone on every device of each (the operator's action)."""
+    return _each_recipient(changes.DELETE, ids)
+
+
+def _each_recipient(op: str, ids: Sequence[int]) -> int:
     with transaction.atomic():
-        return sum(len(mark_unread(user_id=uid, ids=user_ids).changed_ids) for uid, user_ids in _ids_by_recipient(ids).items())
+        return sum(
+            inbox.apply(user_id=uid, change=Change(op, ids=tuple(chunk))).changed
+            for uid, user_ids in _ids_by_recipient(ids).items()
+            for chunk in _chunks(user_ids)
+        )
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + changes.MAX_IDS] for i in range(0, len(ids), changes.MAX_IDS)]
 
 
 def _ids_by_recipient(ids: Sequence[int]) -> dict[int, list[int]]:
@@ -75,7 +69,5 @@ def _ids_by_recipient(ids: Sequence[int]) -> dict[int, list[int]]:
     return grouped
 
 
-def _adjust_unread(stream: UserStream, delta: int, changed: list[int], up_to_seq: int | None) -> ReadResult:
-    if delta:
-        UserStream.objects.filter(pk=stream.pk).update(unread=F("unread") + delta)
-    return ReadResult(changed, up_to_seq, stream.unread + delta, stream.head_seq)
+def _result(outcome: inbox.Outcome) -> ReadResult:
+    return ReadResult(outcome.changed_ids, outcome.up_to_seq, outcome.unread, outcome.head_seq, outcome)

@@ -21,13 +21,15 @@ class NewRow:
     frame reads (frames.StoredNotification).
     """
 
-    __slots__ = ("recipient_id", "seq", "created_at", "idempotency_key", "read_at", "id", *CONTENT_COLUMNS)
+    __slots__ = ("recipient_id", "seq", "created_at", "idempotency_key", "read_at", "archived_at", "snoozed_until", "id", *CONTENT_COLUMNS)
 
     recipient_id: int
     seq: int  # while planned: its place among this publish's rows for the recipient (1, 2, ...)
     created_at: datetime
     idempotency_key: str | None
     read_at: datetime | None
+    archived_at: datetime | None
+    snoozed_until: datetime | None
     id: int
     topic_id: int | None  # a Content column, named for the push (push.Recipient)
 
@@ -36,7 +38,7 @@ class NewRow:
         self.seq = seq
         self.created_at = created_at
         self.idempotency_key = idempotency_key
-        self.read_at = None
+        self.read_at = self.archived_at = self.snoozed_until = None  # a new row is unread, in the inbox
         self.id = 0
         _copy_content(self, content)
 

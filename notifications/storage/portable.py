@@ -34,7 +34,9 @@ class PortableBackend:
         for uid, count in counts.items():
             users_by_count[count].append(uid)
         for count, uids in users_by_count.items():
-            UserStream.objects.filter(user_id__in=uids).update(head_seq=F("head_seq") + count, unread=F("unread") + count)
+            UserStream.objects.filter(user_id__in=uids).update(
+                head_seq=F("head_seq") + count, unread=F("unread") + count, unseen=F("unseen") + count
+            )
         fields = [f.attname for f in Notification._meta.concrete_fields if not f.primary_key]
         stored = Notification.objects.bulk_create(
             [Notification(**{name: getattr(row, name) for name in fields}) for row in rows], batch_size=INSERT_BATCH

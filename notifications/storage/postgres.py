@@ -64,7 +64,7 @@ class PostgresBackend:
             cursor.execute(
                 f"""
                 WITH advanced AS (
-                    UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n
+                    UPDATE {streams} AS s SET head_seq = s.head_seq + m.n, unread = s.unread + m.n, unseen = s.unseen + m.n
                     FROM unnest(%s::{user_type}[], %s::bigint[]) AS m(user_id, n) WHERE s.user_id = m.user_id
                 ) {sql}
                 """,

@@ -53,7 +53,7 @@ def test_scopes_are_enforced_with_403(user: Any, token_for: Any) -> None:
 def test_session_reads_and_needs_csrf_for_writes(user: Any) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(user)
-    assert browser.get(API + "/me/unread-count").json() == {"unread": 0, "head_seq": 0}
+    assert browser.get(API + "/me/unread-count").json() == {"unread": 0, "unseen": 0, "head_seq": 0}
     r = browser.post(API + "/me/notifications/read", {"all": True}, content_type="application/json")
     assert_error(r, 403, "csrf_failed")
     browser.get(API + "/docs")  # the docs page sets the CSRF cookie, so "Try it out" works with a session

@@ -1,10 +1,10 @@
-"""`python manage.py worker`: send the away channels' due work (email digests, Web Push) and webhooks.
+"""`python manage.py worker`: send the away channels' due work (email digests, Web Push) and webhooks, and wake snoozes.
 
-django-tasks' database worker runs the rounds (notifications/tasks.py); this
+django-tasks' database worker runs the rounds and the wakes (notifications/tasks.py); this
 first recovers the rounds of workers that died mid-round, makes sure each channel
-and the webhooks have their round waiting, and keeps recovering lost rounds every
---recover-interval seconds while it runs. Several may run at once; `--queues`
-gives webhooks workers of their own (a slow receiver then holds up no email).
+and the webhooks have their round waiting, sweeps up overdue snoozes, and keeps recovering
+lost rounds every --recover-interval seconds while it runs. Several may run at once;
+`--queues` gives webhooks workers of their own (a slow receiver then holds up no email).
 
 A round runs every NOTIFY_WORKER_POLL_SECONDS per channel, and django-tasks logs the
 start and the end of every task at INFO: an idle worker would log two lines a second.
@@ -25,6 +25,7 @@ from django.db import DatabaseError, connections
 
 from notifications import tasks
 from notifications.models import Channel
+from notifications.services import snooze
 
 log = logging.getLogger(__name__)
 CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
@@ -41,7 +42,7 @@ class _TaskRunsAtDebug(logging.Filter):
 
 
 class Command(BaseCommand):
-    help = "Run the worker: away channels (email digests and Web Push) and webhooks."
+    help = "Run the worker: away channels (email digests and Web Push), snooze wakes and webhooks."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks at an empty queue")
@@ -66,6 +67,7 @@ class Command(BaseCommand):
         if tasks.QUEUE in queues:
             for channel in options["channels"].split(","):
                 tasks.schedule(Channel(channel.strip()), delay_seconds=0)
+            snooze.sweep_later()
         if tasks.WEBHOOK_QUEUE in queues:
             tasks.schedule_webhooks(delay_seconds=0)
         # A thread, as db_worker's loop has no hook to run anything between tasks; a daemon one,

@@ -5,8 +5,9 @@
  * seq it holds with nothing missing below it), so that whatever happens to the
  * socket every notification is handed to `on("notification")` once, in seq
  * order: it resumes from the cursor on every reconnect, asks again on a gap,
- * drops duplicates, acks in batches, and keeps the unread count in step with
- * every other device of the user. The tabs of one user share one socket: one
+ * drops duplicates, acks in batches, and keeps the inbox state (read, archived,
+ * snoozed, deleted) and the unread and unseen counts in step with every other
+ * device of the user: each change is a `state` event in the same stream. The tabs of one user share one socket: one
  * tab leads and relays its frames to the others. API: docs/client.md.
  *
  *   import { NotificationClient } from "/static/notifications/client.js";
@@ -20,6 +21,7 @@
  */
 
 import { backoffDelay, RetryCountdown } from "./backoff.js";
+import { InboxState } from "./inbox-state.js";
 import { defaultUrl, sharesAcrossTabs, withDefaults } from "./options.js";
 import { StoredCursor } from "./ordered-stream.js";
 import { PendingRequests } from "./requests.js";
@@ -53,11 +55,15 @@ export class NotificationClient {
 
     const store = new StoredCursor(this.options.storage, this.options.userId);
     this._unread = new UnreadCount((unread) => this._emit("unreadcount", { unread }));
+    this._unseen = new UnreadCount((unseen) => this._emit("unseencount", { unseen }), { field: "unseen", counts: () => true });
+    this._inbox = new InboxState();
     this._requests = new PendingRequests({ send: (frame) => this._send(frame), timeoutMs: this.options.requestTimeoutMs });
     this._sync = new StreamSync({
       cursor: this.options.since ?? store.load(),
       store,
       unread: this._unread,
+      unseen: this._unseen,
+      inbox: this._inbox,
       requests: this._requests,
       ackDelayMs: this.options.ackDelayMs,
       ackEvery: this.options.ackEvery,
@@ -111,6 +117,16 @@ export class NotificationClient {
 
   get unread() {
     return this._unread.value;
+  }
+
+  /** Notifications in the inbox above the user's seen mark (the bell's badge), as exact as `unread`. */
+  get unseen() {
+    return this._unseen.value;
+  }
+
+  /** The notifications this client holds, with every `state` event applied (inbox-state.js). */
+  get inbox() {
+    return this._inbox;
   }
 
   get connected() {

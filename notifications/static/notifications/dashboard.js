@@ -9,6 +9,7 @@
 import { NotificationClient, State } from "./client.js";
 import { setupEnableButton, setupHiddenTabNotifications, setupTitle } from "./away.js";
 import { groupRows, renderActions, renderGroup, setupItemParts } from "./item-parts.js";
+import { takenByFilter } from "./inbox-state.js";
 import { safeLink } from "./links.js";
 import { setupOps } from "./ops.js";
 
@@ -152,6 +153,8 @@ function setupInbox() {
     const li = template.content.firstElementChild.cloneNode(true);
     li.dataset.id = String(n.id);
     li.dataset.seq = String(n.seq);
+    li.dataset.topic = n.topic || "";
+    li.dataset.kind = n.kind || "";
     li.className = `item level-${/^[a-z]+$/.test(n.level) ? n.level : "info"}`;
     const fields = (name) => li.querySelectorAll(`[data-field="${name}"]`);
     for (const el of fields("title")) el.textContent = n.title;
@@ -243,23 +246,29 @@ function setupInbox() {
     fetchMembers: (key) => fetchPage(undefined, { group: key }),
     renderMember: (n) => render(n, { member: true }),
   });
-  client.on("read", (frame) => {
-    if (frame.up_to_seq !== undefined) {
-      for (const li of items()) if (Number(li.dataset.seq) <= frame.up_to_seq) setRead(li, true);
-    } else {
-      for (const id of frame.ids || []) {
-        const li = byId(id);
-        // A group's row is read when all of it is: the server counts.
-        if (li?.dataset.group) refreshGroup(li.dataset.group).catch(() => {});
-        else if (li) setRead(li, true);
-      }
+  // A change on some device of the user (this one too): the list shows the inbox, so what leaves it goes.
+  const shown = (li) => ({ seq: Number(li.dataset.seq), topic: li.dataset.topic || null, kind: li.dataset.kind, archived: false });
+  // A group's row is read when all of it is: the server counts.
+  const markRow = (li, read) => (li.dataset.group ? refreshGroup(li.dataset.group).catch(() => {}) : setRead(li, read));
+  const OP_ON_ITEM = {
+    read: (li) => markRow(li, true),
+    unread: (li) => markRow(li, false),
+    archive: (li) => li.remove(),
+    snooze: (li) => li.remove(),
+    delete: (li) => li.remove(),
+  };
+  client.on("change", ({ op, frame, changed }) => {
+    if (op === "wake") {
+      // A snooze that woke: back at the top, as new.
+      byId(frame.id)?.remove();
+      add(changed[0]);
+      return;
     }
-  });
-  client.on("unread", (frame) => {
-    for (const id of frame.ids || []) {
-      const li = byId(id);
-      if (li) setRead(li, false);
-    }
+    const onItem = OP_ON_ITEM[op];
+    if (!onItem) return;
+    const taken = Array.isArray(frame.ids) ? frame.ids.map(byId).filter(Boolean) : [...items()].filter((li) => takenByFilter(shown(li), frame));
+    for (const li of taken) onItem(li);
+    empty.hidden = items().length > 0;
   });
   let readStateSeen = false;
   client.on("welcome", () => {

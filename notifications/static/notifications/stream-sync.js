@@ -2,8 +2,8 @@
  * The frames from the server, and where they leave client.js in the user's stream,
  * across sockets (docs/client.md, "How it keeps its promise"): the replays that keep
  * it whole (`welcome`, `resume`, `synced`, `reset`) around the ordered stream
- * (ordered-stream.js), the acks of what it took, the unread count each frame moves,
- * and the answers to requests.
+ * (ordered-stream.js), the acks of what it took, the unread and unseen counts each frame
+ * moves, the inbox state each `state` event changes (inbox-state.js), and the answers to requests.
  */
 
 import { AckBatcher } from "./acks.js";
@@ -15,12 +15,12 @@ import { Role } from "./tab-relay.js";
 export class StreamSync {
   /**
    * `cursor`, `store`: where the stream starts and where its cursor is kept. `unread`,
-   * `requests`: the client's UnreadCount and PendingRequests. `ackDelayMs`, `ackEvery`: the
+   * `unseen`, `inbox`, `requests`: the client's two UnreadCounts, its InboxState and its PendingRequests. `ackDelayMs`, `ackEvery`: the
    * acks' batching. `host`: the client, as `send(frame)` (false: not sent), `setState(state)`,
    * `emit(event, payload)`, `socketWelcomed()` (a socket reached `welcome`), and `tabs()`: its
    * TabRelay while it shares a socket with its other tabs, else null.
    */
-  constructor({ cursor, store, unread, requests, ackDelayMs, ackEvery, host }) {
+  constructor({ cursor, store, unread, unseen, inbox, requests, ackDelayMs, ackEvery, host }) {
     this.welcomed = false; // this socket (or the leader's) has had its `welcome`
     this.connections = 0; // sockets that reached `welcome`
     this.heartbeatS = 25; // the server sends a frame at least this often (from `welcome`)
@@ -31,7 +31,8 @@ export class StreamSync {
     this._ownReplay = false; // a follower behind the leader: its own resume is on the way
     this._lastSynced = null; // ...and the last `synced` seen since (it answers that resume once the reply comes)
     this._host = host;
-    this._unread = unread;
+    this._counts = [unread, unseen];
+    this._inbox = inbox;
     this._requests = requests;
     this._stream = new OrderedStream({ cursor, store, take: (frame) => this._take(frame), gap: () => this.resume() });
     // The leader acks for every tab: they are all sent the same frames, so a follower's
@@ -107,7 +108,7 @@ export class StreamSync {
     if (this.welcomed) return; // the relayed welcome came first
     this.welcomed = true;
     this.heartbeatS = status.heartbeatS;
-    this._unread.restore(status);
+    for (const count of this._counts) count.restore(status);
     if (this.cursor === null && status.cursor !== null) this._stream.advanceTo(status.cursor);
     if (this._behindLeader() || status.state === State.SYNCING) this.resume();
     else this._host.setState(status.state);
@@ -115,7 +116,8 @@ export class StreamSync {
 
   /** For a tab that joins this leader: where the stream stands. */
   status() {
-    return { welcomed: this.welcomed, cursor: this.cursor, heartbeatS: this.heartbeatS, ...this._unread.snapshot() };
+    const counts = Object.assign({}, ...this._counts.map((count) => count.snapshot()));
+    return { welcomed: this.welcomed, cursor: this.cursor, heartbeatS: this.heartbeatS, ...counts };
   }
 
   _onFrame(frame) {
@@ -123,25 +125,23 @@ export class StreamSync {
       case "welcome":
         return this._onWelcome(frame);
       case "notification":
+      case "state":
+        // A change of inbox state has its seq in the same stream: the same order, gaps and duplicates.
         return this._stream.receive(frame);
       case "synced":
         return this._onSynced(frame);
       case "reset":
         return this._onReset(frame);
-      case "read":
-      case "unread":
-        this._unread.counted(frame);
-        return this._host.emit(frame.type, frame);
       case "read_state":
         // Sent before a replay we asked for: which of the seqs we hold are unread now.
-        this._unread.counted(frame);
+        this._counted(frame);
         return this._host.emit("read_state", frame);
       case "heartbeat":
-        this._unread.counted(frame);
+        this._counted(frame);
         if (this.cursor !== null && frame.head_seq > this.cursor) this.resume();
         return this._host.emit("heartbeat", frame);
       case "reply":
-        this._unread.counted(frame);
+        this._counted(frame);
         return this._requests.settle(frame.ref, frame.ok ? null : frame, frame);
       case "error":
         if (frame.ref !== undefined && this._requests.isPending(frame.ref)) return this._requests.settle(frame.ref, frame, frame);
@@ -160,7 +160,8 @@ export class StreamSync {
     this.connections += 1;
     this._host.socketWelcomed();
     this._acks.lowerTo(this.cursor ?? frame.head_seq);
-    this._unread.restart(frame.head_seq, frame.unread);
+    this._counts[0].restart(frame.head_seq, frame.unread);
+    this._counts[1].restart(frame.head_seq, frame.unseen);
     this._host.emit("welcome", { ...frame, reconnect: this.connections > 1 });
     if (this.cursor === null) {
       // Connected without since: the server starts us at its head.
@@ -171,13 +172,34 @@ export class StreamSync {
     }
   }
 
-  /** A notification in order, once (from the ordered stream, its cursor already on it). */
+  /** A notification or a `state` event in order, once (from the ordered stream, its cursor already on it). */
   _take(frame) {
-    this._unread.taken(frame);
+    if (frame.type === "state") this._changed(frame);
+    else this._notification(frame);
+    this._acks.schedule();
+  }
+
+  _notification(frame) {
+    for (const count of this._counts) count.taken(frame);
     if (this._syncing) this._synced += 1;
     this._sinceSynced += 1;
+    const { item, replaced } = this._inbox.take(frame);
     this._host.emit("notification", frame);
-    this._acks.schedule();
+    // A snooze that woke: the notification is back as new, at a new seq.
+    if (replaced) this._host.emit("change", { op: "wake", seq: frame.seq, frame, changed: [item], removed: [], unknown: [], replaced });
+  }
+
+  /** A change of inbox state, made on some device of the user (this one included). */
+  _changed(frame) {
+    this._counted(frame);
+    const result = this._inbox.apply(frame);
+    this._host.emit("change", { op: frame.op, seq: frame.seq, frame, ...result });
+    // The events of protocol versions before `state`, for pages written to them.
+    if (frame.op === "read" || frame.op === "unread") this._host.emit(frame.op, legacyEvent(frame, result));
+  }
+
+  _counted(frame) {
+    for (const count of this._counts) count.counted(frame);
   }
 
   /** `answered`: a follower's own resume was answered, and this was the last `synced` before the answer. */
@@ -197,7 +219,7 @@ export class StreamSync {
     }
     // Seqs up to the head that the replay skipped have expired: the head is ours.
     this._stream.settleUpTo(frame.head_seq);
-    this._unread.coveredUpTo(frame.head_seq);
+    for (const count of this._counts) count.coveredUpTo(frame.head_seq);
     // A replay the server started itself (it saw a gap) looks like live pushes on
     // the wire: count what it brought that was new, at most what it replayed.
     const replayed = this._syncing ? this._synced : Math.min(frame.replayed, this._sinceSynced);
@@ -219,7 +241,7 @@ export class StreamSync {
     // The cursor is older than retention (or ahead of the server): start over from the head.
     this._stream.reset(frame.head_seq);
     this._acks.lowerTo(frame.head_seq);
-    this._unread.rebase(frame.head_seq);
+    for (const count of this._counts) count.rebase(frame.head_seq);
     this._syncing = false;
     this._synced = 0;
     this._openingReplay = false;
@@ -266,4 +288,13 @@ export class StreamSync {
   _role() {
     return this._host.tabs()?.role ?? Role.SOLO;
   }
+}
+
+/** `read` {ids} or {up_to_seq} (everything up to it), `unread` {ids}: as the `read`/`unread` frames before `state` said it. */
+function legacyEvent(frame, result) {
+  const counts = { unread: frame.unread, head_seq: frame.head_seq, seq: frame.seq };
+  if (Array.isArray(frame.ids)) return { ids: frame.ids, ...counts };
+  const f = frame.filter || {};
+  if (f.topic == null && f.kind == null && !f.archived) return { up_to_seq: frame.up_to_seq, ...counts };
+  return { ids: result.changed.map((item) => item.id), ...counts };
 }
