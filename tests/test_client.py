@@ -484,3 +484,37 @@ async def test_a_frame_that_is_not_json_ends_the_iteration_with_its_error(script
         with pytest.raises(json.JSONDecodeError):
             await take(listener, 1)
     assert listener.state == "closed"
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_the_outbox_sends_one_change_at_a_time_in_order_again_after_a_refusal_and_a_reconnect(script: tuple[Script, str]) -> None:
+    s, url = script
+
+    async def first(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(0))
+        a = await s.expect("archive")
+        await ws.send(json.dumps({"type": "reply", "ref": None, "id": a["id"], "ok": False, "error": "unavailable", "message": "later"}))
+        again = await s.expect("archive")  # the same change again, before the one behind it
+        assert again == a
+        await ws.send(json.dumps({"type": "reply", "ref": None, "id": a["id"], "ok": True, "op": "archive", "seq": 1}))
+        await s.expect("seen")
+        await ws.close()  # dropped before its answer
+
+    async def second(ws: ServerConnection, s: Script) -> None:
+        await ws.send(welcome(1))
+        seen = await s.expect("seen")  # sent again on the new socket, same id
+        await ws.send(json.dumps({"type": "reply", "ref": None, "id": seen["id"], "ok": True, "op": "seen", "repeated": True}))
+        bad = await s.expect("delete")
+        await ws.send(json.dumps({"type": "reply", "ref": None, "id": bad["id"], "ok": False, "error": "invalid_field", "message": "no"}))
+        await ws.wait_closed()
+
+    s.handlers += [first, second]
+    async with Listener(url, token="ntf_x", since=0, backoff_base=0.01, backoff_max=0.05) as listener:
+        archived, seen, deleted = listener.archive([7]), listener.seen(3), listener.delete(filter={"kind": "build"})
+        async with asyncio.timeout(TIMEOUT):
+            answers = [await archived, await seen, await deleted]
+    assert [(a["op"] if a["ok"] else a["error"]) for a in answers] == ["archive", "seen", "invalid_field"]  # a final refusal ends it too
+    assert answers[1]["repeated"] and len(listener.outbox) == 0
+    sent = [f for f in s.received if f["type"] in ("archive", "seen", "delete")]
+    assert [f["type"] for f in sent] == ["archive", "archive", "seen", "seen", "delete"]
+    assert len({f["id"] for f in sent}) == 3 and sent[-1]["filter"] == {"kind": "build"}

@@ -119,6 +119,10 @@ def test_the_stream_carries_the_sockets_frames_and_takes_client_frames_by_post(d
     assert (read["type"], read["op"], read["ids"], read["seq"]) == ("state", "read", [pushed["id"]], seq + 1)
     assert stream.last_id == seq + 1
     assert post_frame(daphne, token, {"type": "read", "ids": [1]}) == (204, None)
+    status, changed = post_frame(daphne, token, {"type": "archive", "filter": {}, "id": "e-1"})  # an id: always answered
+    assert (status, changed["id"], changed["ref"], changed["op"]) == (200, "e-1", None, "archive")
+    again = post_frame(daphne, token, {"type": "archive", "filter": {}, "id": "e-1"})
+    assert again[1]["repeated"] is True and again[1]["seq"] == changed["seq"]
     status, error = post_frame(daphne, token, {"type": "nope", "ref": 3})
     assert (status, error["type"], error["code"], error["ref"]) == (400, "error", "unknown_type", 3)
     status, refused = post_frame(daphne, token, {"type": "resume", "since": 0, "ref": 4})

@@ -34,13 +34,13 @@ class StreamChangeList(ChangeList):
 
 @admin.register(UserStream)
 class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
-    list_display = ("user", "head_seq", "unread", "delivered_seq", "undelivered", "oldest_undelivered", "connections")
+    list_display = ("user", "head_seq", "unread", "unseen", "delivered_seq", "undelivered", "oldest_undelivered", "connections")
     search_fields = (f"=user__{users.login_field()}",)
     list_select_related = ("user",)
     ordering = ("-user_id",)
     fields = (
-        "user", "head_seq", "unread", "delivered_seq", "delivered_at", "undelivered", "oldest_undelivered", "connections",
-        "pruned_seq", "notifications",
+        "user", "head_seq", "unread", "unseen", "seen_seq", "delivered_seq", "delivered_at", "undelivered", "oldest_undelivered",
+        "connections", "pruned_seq", "notifications",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -64,8 +64,9 @@ class UserStreamAdmin(CheapListMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: UserStream | None = None) -> bool:
         return False
 
-    @admin.display(description="undelivered")
+    @admin.display(description="unacked seqs")
     def undelivered(self, obj: UserStream) -> SafeString:
+        """Seqs above the delivered cursor: notifications and inbox events alike (the link lists the notifications)."""
         count = int(getattr(obj, "undelivered_count", 0))
         return self._link(obj, str(count), delivered="no") if count else SafeString("0")
 

@@ -10,15 +10,14 @@ import json
 import logging
 import random
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .inbox import Change, Count, Inbox
-from .outbox import Outbox, Reply
+from .outbox import Changes, Outbox
 from .values import CLOSE_RATE_LIMITED, FATAL_CLOSE_CODES, ApiError, InboxPage, ListenerClosed, Notification
 
 log = logging.getLogger("notifications.client")
@@ -43,7 +42,7 @@ def reconnect_delay(retry: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** (retry - 1)))
 
 
-class Listener:
+class Listener(Changes):
     """A live, gap-free stream of one user's notifications (protocol v1), with resume, acks and reconnects.
 
     Authenticate with `token` (a read-scope Bearer token) or `ticket`, a
@@ -179,33 +178,6 @@ class Listener:
         if self._taken - self._acked >= self._ack_every:
             self._ack_now.set()
         return item
-
-    # --- changes of inbox state, through the outbox -------------------------------------
-
-    def read(self, ids: Sequence[int] = (), *, everything: bool = False, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
-        """Mark read by ids, everything in the inbox, or by filter ({topic, kind, up_to_seq, archived}); every device hears of it."""
-        return self.outbox.add(_by("read", ids, filter, everything=everything))
-
-    def mark_unread(self, ids: Sequence[int]) -> asyncio.Future[Reply]:
-        return self.outbox.add({"type": "unread", "ids": list(ids)})
-
-    def seen(self, up_to_seq: int) -> asyncio.Future[Reply]:
-        """Everything up to this seq has been seen: the unseen count drops to what is above it."""
-        return self.outbox.add({"type": "seen", "up_to_seq": up_to_seq})
-
-    def archive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
-        return self.outbox.add(_by("archive", ids, filter))
-
-    def unarchive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
-        return self.outbox.add(_by("unarchive", ids, filter))
-
-    def delete(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
-        """Gone for this user on every device."""
-        return self.outbox.add(_by("delete", ids, filter))
-
-    def snooze(self, ids: Sequence[int], until: datetime) -> asyncio.Future[Reply]:
-        """Hidden until `until` (with a UTC offset, at most 365 days ahead); then back as new."""
-        return self.outbox.add({"type": "snooze", "ids": list(ids), "until": until.isoformat()})
 
     # --- the connection loop -----------------------------------------------------------
 
@@ -439,11 +411,3 @@ class Listener:
             self._on_event(frame)
         except Exception:  # the caller's handler must not take the connection down
             log.exception("on_event handler failed on a %r frame", frame.get("type"))
-
-
-def _by(op: str, ids: Sequence[int], filter: dict[str, Any] | None, *, everything: bool = False) -> dict[str, Any]:
-    if everything:
-        return {"type": op, "all": True}
-    if filter is not None:
-        return {"type": op, "filter": dict(filter)}
-    return {"type": op, "ids": list(ids)}

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 RETRY_ERRORS = {"unavailable"}  # refusals that mean "later", not "never"
@@ -86,3 +87,42 @@ class Outbox:
         self._in_flight = event_id
         with contextlib.suppress(Exception):  # a socket closing: disconnected() sends it again on the next
             await self._send(frame)
+
+
+class Changes:
+    """The changes of inbox state a client makes, each through its outbox (the listener's public face for them)."""
+
+    outbox: Outbox
+
+    def read(self, ids: Sequence[int] = (), *, everything: bool = False, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        """Mark read by ids, everything in the inbox, or by filter ({topic, kind, up_to_seq, archived}); every device hears of it."""
+        return self.outbox.add(_by("read", ids, filter, everything=everything))
+
+    def mark_unread(self, ids: Sequence[int]) -> asyncio.Future[Reply]:
+        return self.outbox.add({"type": "unread", "ids": list(ids)})
+
+    def seen(self, up_to_seq: int) -> asyncio.Future[Reply]:
+        """Everything up to this seq has been seen: the unseen count drops to what is above it."""
+        return self.outbox.add({"type": "seen", "up_to_seq": up_to_seq})
+
+    def archive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        return self.outbox.add(_by("archive", ids, filter))
+
+    def unarchive(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        return self.outbox.add(_by("unarchive", ids, filter))
+
+    def delete(self, ids: Sequence[int] = (), *, filter: dict[str, Any] | None = None) -> asyncio.Future[Reply]:
+        """Gone for this user on every device."""
+        return self.outbox.add(_by("delete", ids, filter))
+
+    def snooze(self, ids: Sequence[int], until: datetime) -> asyncio.Future[Reply]:
+        """Hidden until `until` (with a UTC offset, at most 365 days ahead); then back as new."""
+        return self.outbox.add({"type": "snooze", "ids": list(ids), "until": until.isoformat()})
+
+
+def _by(op: str, ids: Sequence[int], filter: dict[str, Any] | None, *, everything: bool = False) -> dict[str, Any]:
+    if everything:
+        return {"type": op, "all": True}
+    if filter is not None:
+        return {"type": op, "filter": dict(filter)}
+    return {"type": op, "ids": list(ids)}
