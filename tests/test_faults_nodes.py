@@ -17,12 +17,13 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from notifications.client import Client, Listener
-from tests.conftest import DaphneServer
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, DaphneServer
 
 pytestmark = [
     pytest.mark.server,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("fast_passwords", "close_thread_connections"),
+    KILLS_AGAINST_THE_CLOCK,
 ]
 
 USERS = 6

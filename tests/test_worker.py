@@ -19,10 +19,10 @@ import pytest
 from notifications import services
 from notifications.management.commands.vapid_keys import new_pair
 from tests.away import SmtpServer
-from tests.conftest import ROOT, database_url
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, database_url
 from tests.push_service import PushService
 
-pytestmark = pytest.mark.usefixtures("fast_passwords")
+pytestmark = [pytest.mark.usefixtures("fast_passwords"), KILLS_AGAINST_THE_CLOCK]
 
 USERS = 100
 PER_USER = 3
