@@ -232,8 +232,8 @@ class DaphneServer:
             self.proc.terminate()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        self.terminate()
+        if self.proc:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
