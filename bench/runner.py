@@ -69,10 +69,12 @@ def raise_nofile(need: int) -> int:
 
 def setup_data(env: Env, users: int, fanout: int, idle: int) -> Data:
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "data.json"
+    # A file of this run's own (the suite runs two benches at once, on two databases); its secrets go once read.
+    path = OUT / f"data-{env.prefix}.json"
     sizes = ["--users", str(users), "--fanout", str(fanout), "--idle", str(idle)]
     subprocess.run([PY, "-m", "bench.setup_data", str(path), *sizes], cwd=ROOT, env=env.django(), check=True)
     raw = orjson.loads(path.read_bytes())
+    path.unlink()
     return Data(
         raw["tokens"], raw["user_ids"], raw["replay_user"], raw["replay_token"], raw["fanout_topic"], raw["all_topic"], raw["idle_topic"]
     )

@@ -8,17 +8,24 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from _pytest.nodeid import NodeId
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
 from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under pytest-xdist (scripts/test), one worker runs these one after another: they kill and restart processes
+# against time limits, and the bench loads the machine with a dozen; two at once, each beside the other's load,
+# missed their limits on two cores (docs/decisions/0017).
+KILLS_AGAINST_THE_CLOCK = pytest.mark.xdist_group("kills_against_the_clock")
 # How the service is served, here as in scripts/run, the Dockerfile and docker-compose.yml (test_compose checks).
 SERVER_MODULE = "notifications.server"
 ASGI_APP = "project.asgi:application"
@@ -27,6 +34,51 @@ ASGI_APP = "project.asgi:application"
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")):
         raise pytest.UsageError("CI runs the suite on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL (scripts/test does).")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and settings.REDIS_URL:
+        use_redis_url(worker_redis_url(settings.REDIS_URL, int(worker.removeprefix("gw"))))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Node ids as pytest-xdist's loadgroup (scripts/test) needs them; pytest 9 builds them from `item._id`, which
+    neither schemathesis 4.32 nor pytest-xdist 3.8 sets:
+    - schemathesis gives each operation's test its function's node id, without `[operation]`, and loadgroup,
+      which keys its work by node id, would run one operation of each function and drop the rest silently;
+    - xdist would put an `xdist_group` mark's `@name` on the node id, which its scheduler groups by, in `_nodeid`,
+      which pytest 9 no longer reads: every group would be spread over the workers.
+    A node id that is still not unique stops the run."""
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and item.id.params is None:
+            item._id = item.id.with_params(label)
+        group = item.get_closest_marker("xdist_group")
+        if group and getattr(config.option, "loadgroup", False) and "@" not in item.nodeid.rpartition("]")[2]:
+            name = group.args[0] if group.args else group.kwargs.get("name", "default")
+            item._id = NodeId.parse(f"{item.nodeid}@{name}")
+    repeated = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items() if count > 1]
+    if repeated:
+        raise pytest.UsageError(f"tests share a node id, and pytest-xdist would run only one of each: {repeated[:5]}")
+
+
+def worker_redis_url(url: str, worker: int) -> str:
+    """REDIS_URL's database number plus the xdist worker's index. Each worker's test database numbers its users
+    from 1 and groups are named by user id: the run's prefixes (channel_prefix, cache_prefix) keep the workers'
+    keys apart, and a Redis database each keeps apart anything a test or a server keys without them."""
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) + worker
+    if db > 15:  # Redis' default `databases 16`
+        raise pytest.UsageError(f"xdist worker gw{worker} would need Redis database {db} from REDIS_URL {url}: pass fewer workers (-n)")
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def use_redis_url(url: str) -> None:
+    """Point this process and the servers it starts (they inherit os.environ) at another Redis database.
+    Django read REDIS_URL before any conftest ran, into each setting built from it."""
+    os.environ["REDIS_URL"] = settings.REDIS_URL = url
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    for host in layer["CONFIG"]["hosts"]:
+        host["address"] = url
+    settings.CACHES["default"]["LOCATION"] = url
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -131,6 +183,9 @@ class DaphneServer:
             "CACHE_PREFIX": self.prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "NOTIFY_HEARTBEAT_SECONDS": "2",
+            # Stopped at a test's end, it leaves after 0.5 s rather than 3.5 s (a drain waits its length even
+            # with no sockets); the tests of the drain give their own.
+            "NOTIFY_DRAIN_SECONDS": "0",
             **self.extra_env,
         }
         return env
@@ -171,9 +226,14 @@ class DaphneServer:
         self.kill()
         return self.start()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM: it drains its sockets (NOTIFY_DRAIN_SECONDS, even with none) and exits."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
+
+    def stop(self) -> None:
+        self.terminate()
+        if self.proc:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -191,6 +251,8 @@ def daphne_factory(channel_prefix: str, cache_prefix: str, transactional_db: Non
         return server
 
     yield start
+    for server in servers:  # all drain at once, not one after another
+        server.terminate()
     for server in servers:
         server.stop()
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from notifications.models import UserStream
-from tests.conftest import ROOT, database_url
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, database_url
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), KILLS_AGAINST_THE_CLOCK]
 
 
 SIZES = ["--users", "20", "--messages", "3", "--rounds", "1", "--idle", "30", "--missed", "30", "--replay-rounds", "1"]

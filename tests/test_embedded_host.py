@@ -32,7 +32,8 @@ from .conftest import ROOT, free_port
 FILES = Path(__file__).resolve().parent / "embedded_host"
 EMAIL, PASSWORD = "alice@example.com", "correct horse battery"
 
-pytestmark = [pytest.mark.server]
+# One xdist worker takes every test here: the host (wheel, venv, migrate) is a session fixture, built once per worker.
+pytestmark = [pytest.mark.server, pytest.mark.xdist_group("embedded_host")]
 
 
 @dataclass

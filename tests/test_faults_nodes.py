@@ -20,13 +20,14 @@ from asgiref.sync import sync_to_async
 from notifications import services
 from notifications.client import Client, Listener
 from notifications.models import ClientEvent, InboxEvent, Notification
-from tests.conftest import DaphneServer
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, DaphneServer
 from tests.holding_proxy import HoldingProxy
 
 pytestmark = [
     pytest.mark.server,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("fast_passwords", "close_thread_connections"),
+    KILLS_AGAINST_THE_CLOCK,
 ]
 
 USERS = 6

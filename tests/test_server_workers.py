@@ -18,11 +18,16 @@ from websockets.asyncio.client import ClientConnection
 
 from notifications import presence, protocol, services, supervisor
 from notifications.client import Client, Listener
-from tests.conftest import ROOT, DaphneServer, free_port
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, DaphneServer, free_port
 from tests.test_faults_nodes import collect, until
 from tests.test_server_limits import connect, notifications_until, notifications_until_closed
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+    KILLS_AGAINST_THE_CLOCK,
+]
 
 TIMEOUT = 30.0
 SOCKETS = 24  # one at a time, each taken by whichever worker accepts first: enough for both to get some

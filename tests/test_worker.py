@@ -25,10 +25,10 @@ from notifications.management.commands.vapid_keys import new_pair
 from notifications.models import Notification
 from notifications.services import snooze
 from tests.away import SmtpServer
-from tests.conftest import ROOT, DaphneServer, database_url
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, DaphneServer, database_url
 from tests.push_service import PushService
 
-pytestmark = pytest.mark.usefixtures("fast_passwords")
+pytestmark = [pytest.mark.usefixtures("fast_passwords"), KILLS_AGAINST_THE_CLOCK]
 
 USERS = 100
 PER_USER = 3

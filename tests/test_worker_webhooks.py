@@ -18,11 +18,11 @@ from django.db import transaction
 
 from notifications.models import WebhookAttempt, WebhookEvent, WebhookMessage
 from notifications.services import webhooks
-from tests.conftest import ROOT, database_url
+from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, database_url
 from tests.test_worker import wait_for
 from tests.webhook_receiver import WebhookReceiver
 
-pytestmark = pytest.mark.usefixtures("fast_passwords")
+pytestmark = [pytest.mark.usefixtures("fast_passwords"), KILLS_AGAINST_THE_CLOCK]  # a worker SIGKILLed mid-send
 
 MESSAGES = 12
 
