@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, with_config
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic needs it, not typing's, for TypedDict on Python < 3.12
 
 from .errors import ServiceError
 from .rules import MAX_URL, SLUG_PATTERN, safe_url
