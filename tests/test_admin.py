@@ -340,8 +340,8 @@ def test_mark_read_action_reaches_a_live_socket(daphne: Any, make_user: Any, tok
     with socket_for(daphne, token_for(user)) as ws:
         next_frame(ws, lambda f: f["type"] == "welcome")
         act(admin_client, "notification", "mark_read", [ids[0]])
-        frame = next_frame(ws, lambda f: f["type"] == "read")
-    assert (frame["ids"], frame["unread"]) == ([ids[0]], 1)
+        frame = next_frame(ws, lambda f: f["type"] == "state")
+    assert (frame["op"], frame["ids"], frame["unread"]) == ("read", [ids[0]], 1)
 
 
 @pytest.mark.server
@@ -435,7 +435,8 @@ def test_per_user_view_shows_head_unread_and_undelivered(admin_client: Client, m
     services.mark_read(user_id=user.id, ids=ids[:2])
     Notification.objects.filter(id=ids[1]).update(created_at=timezone.now() - timedelta(hours=2, minutes=1))
     [row] = admin_client.get(reverse("admin:notifications_userstream_changelist")).context["cl"].result_list
-    assert (row.head_seq, row.unread, row.undelivered_count, row.connections_now) == (4, 2, 3, 0)
+    # The read mark is an event at seq 5: undelivered counts the seqs above the delivered cursor, events too.
+    assert (row.head_seq, row.unread, row.undelivered_count, row.connections_now) == (5, 2, 4, 0)
     page = admin_client.get(reverse("admin:notifications_userstream_change", args=[user.id])).content.decode()
     assert "2\xa0hours ago" in page  # the oldest undelivered is seq 2
     assert f"recipient__id__exact={user.id}&amp;delivered=no" in page
