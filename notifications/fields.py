@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 
 import orjson
+from django.core.exceptions import ObjectDoesNotExist
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, with_config
 from typing_extensions import TypedDict
 
@@ -232,6 +233,21 @@ FIELDS: tuple[Shown, ...] = (
     # Where it is in the user's inbox: the frame leaves these out, `state` events carry their changes.
     Shown("archived_at", "archived_at", frame=False),
     Shown("snoozed_until", "snoozed_until", frame=False),
+    # The answer that stands (models.ActionAnswer, read through its reverse one-to-one), or None; `state` events carry it.
+    Shown("answer", "answer__action", frame=False),
 )
 FRAME_FIELDS = tuple(f for f in FIELDS if f.frame)
 API_ONLY_FIELDS = tuple(f for f in FIELDS if not f.frame)
+
+
+def read(row: object, column: str) -> Any:
+    """A Shown column of a model instance: followed through relations; None where one is missing."""
+    value = row
+    for part in column.split("__"):
+        try:
+            value = getattr(value, part)
+        except ObjectDoesNotExist:  # a reverse one-to-one with no row (no answer yet)
+            return None
+        if value is None:
+            return None
+    return value

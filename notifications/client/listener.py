@@ -56,7 +56,7 @@ class Listener:
     "wake": a snoozed notification back at a new seq), once applied to `inbox`.
 
     The inbox changes this client makes (read, unread, seen, archive, unarchive,
-    delete, snooze) go through an outbox: each gets its own id, is kept until the
+    delete, snooze, and answers to actions) go through an outbox: each gets its own id, is kept until the
     server answers it, and is sent again, in order, after a reconnect; the server
     applies an id once. Each returns a future of the server's `reply`.
     """
@@ -206,6 +206,12 @@ class Listener:
     def snooze(self, ids: Sequence[int], until: datetime) -> asyncio.Future[Reply]:
         """Hidden until `until` (with a UTC offset, at most 365 days ahead); then back as new."""
         return self.outbox.add({"type": "snooze", "ids": list(ids), "until": until.isoformat()})
+
+    def answer(self, seq: int, action: str) -> asyncio.Future[Reply]:
+        """Answer the notification at `seq` with one of its actions (one without a url). The first answer,
+        from any device, stands: a different later one is answered `ok: false, error: "already_answered"`
+        with the `answer` that stands; every device gets the `action` state event."""
+        return self.outbox.add({"type": "action", "seq": seq, "action": action})
 
     # --- the connection loop -----------------------------------------------------------
 

@@ -5,6 +5,8 @@ the admin and commands call (`services.notify(...)`).
 """
 
 from . import webhooks  # a module: services.webhooks.emit(...)
+from .actions import Answered
+from .actions import answer as answer_action
 from .away import Report, deliver_due
 from .delivery import ack, ack_many
 from .inbox import Outcome
@@ -43,6 +45,7 @@ from .users import AppUser, UserFields, delete_user, get_user, put_user
 from .webhook_sends import deliver_due as deliver_webhooks
 
 __all__ = [
+    "Answered",
     "AppUser",
     "Choice",
     "Content",
@@ -58,6 +61,7 @@ __all__ = [
     "ack",
     "ack_many",
     "add_push_subscription",
+    "answer_action",
     "category_labels",
     "change_inbox",
     "choices",
