@@ -76,7 +76,7 @@ def answer(*, user_id: int, seq: int, action_id: str, client_id: str | None = No
 def _answer(stream: UserStream, seq: int, action_id: str) -> Answered:
     n = Notification.objects.select_related("topic").filter(recipient_id=stream.user_id, seq=seq).first()
     if n is None:
-        raise NotFound("not_found", f"no notification at seq {seq}")
+        raise NotFound("not_found", "no such notification")  # the same whoever's seq it is
     action = next((a for a in n.actions if a.get("id") == action_id), None)
     if action is None:
         raise ServiceError("invalid_field", f"the notification has no action {action_id[:64]!r}", fields={"action": "unknown"}, status=422)
