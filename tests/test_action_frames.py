@@ -46,8 +46,7 @@ async def until(predicate: Callable[[], Any], what: str) -> None:
 async def test_two_devices_one_answer_stands_and_every_device_holds_it(daphne: DaphneServer, user: Any, token_for: Any) -> None:
     d = await sync_to_async(publish)(user)
     token = await sync_to_async(token_for)(user, ("read",))
-    phone, laptop = (Listener(daphne.ws_url, token=token, since=0) for _ in range(2))
-    later: Listener | None = None
+    phone, laptop, later = (Listener(daphne.ws_url, token=token, since=0) for _ in range(3))
     try:
         for device in (phone, laptop):
             device.start()
@@ -57,18 +56,15 @@ async def test_two_devices_one_answer_stands_and_every_device_holds_it(daphne: D
             lost = await laptop.answer(d.seq, "reject")
         assert (won["ok"], won["answer"], won["seq"], won["op"]) == (True, "approve", d.seq + 1, "action")
         assert (lost["ok"], lost["error"], lost["answer"], lost["seq"]) == (False, "already_answered", "approve", None)
-        for device in (phone, laptop):
-            await until(lambda device=device: device.inbox.items[d.id].answer == "approve", "the action event applied")
-            assert device.inbox.items[d.id].notification.read and device.unread == 0
+        await until(lambda: all(x.inbox.items[d.id].answer == "approve" for x in (phone, laptop)), "the action event applied")
+        assert all(x.inbox.items[d.id].notification.read and x.unread == 0 for x in (phone, laptop))
         # A device that was away replays the answer as the state event at its seq.
-        later = Listener(daphne.ws_url, token=token, since=0)
         later.start()
-        await until(lambda: later is not None and later.cursor == d.seq + 1, "replayed")
+        await until(lambda: later.cursor == d.seq + 1, "replayed")
         assert later.inbox.items[d.id].answer == "approve"
     finally:
         for device in (phone, laptop, later):
-            if device is not None:
-                await device.close()
+            await device.close()
     assert await sync_to_async(lambda: (ActionAnswer.objects.count(), ClientEvent.objects.filter(op="action").count()))() == (1, 2)
 
 
