@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..changes import ACTION
+from ..delivery.action_links import read_action_token
 from ..errors import NotFound, ServiceError
 from ..models import ActionAnswer, ClientEvent, Notification, UserStream, WebhookEvent
 from . import inbox, webhooks
@@ -109,3 +110,43 @@ def _send_signal(user_id: int, notification_id: int, seq: int, action: str, answ
     ):
         if isinstance(result, Exception):
             log.error("action_answered receiver %r failed", receiver, exc_info=result)
+
+
+# --- one-click answers from an email or a Web Push (delivery/action_links.py) -----------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a valid one-click token names, for its confirmation page."""
+
+    title: str  # the notification's
+    action: str
+    label: str  # the action's
+    standing: str | None  # the label of the answer that stands, if one does
+
+
+def link(*, token: str) -> Link | None:
+    """The token's notification and action as they stand; None for a bad token. NotFound when the
+    notification is gone (deleted, pruned), ServiceError when its action is not one to answer."""
+    found = read_action_token(token)
+    if found is None:
+        return None
+    n = Notification.objects.filter(recipient_id=found.user_id, seq=found.seq).first()
+    if n is None:
+        raise NotFound("not_found", "no such notification")
+    labels = {a.get("id"): a.get("label", "") for a in n.actions if not a.get("url")}
+    if found.action not in labels:
+        raise ServiceError("invalid_field", "the notification has no such action", fields={"action": "unknown"}, status=422)
+    standing = ActionAnswer.objects.filter(notification=n).values_list("action", flat=True).first()
+    return Link(n.title, found.action, labels[found.action], None if standing is None else labels.get(standing, standing))
+
+
+def answer_by_token(*, token: str) -> tuple[Answered, Link] | None:
+    """Answer as the token says (as its user would from any device); None for a bad token."""
+    found = read_action_token(token)
+    if found is None:
+        return None
+    answered = answer(user_id=found.user_id, seq=found.seq, action_id=found.action)
+    shown = link(token=token)
+    assert shown is not None
+    return answered, shown
