@@ -213,6 +213,8 @@ class Shown(NamedTuple):
     frame: bool = True  # in the `notification` frame; False: the HTTP API's answers only
 
 
+# The answer that stands (models.ActionAnswer, read through its reverse one-to-one), or None; `state` events carry it.
+ANSWER = Shown("answer", "answer__action", frame=False)
 # In frame order. `topic` is the topic's slug; `read` is whether read_at is set.
 FIELDS: tuple[Shown, ...] = (
     Shown("seq", "seq"),
@@ -233,8 +235,7 @@ FIELDS: tuple[Shown, ...] = (
     # Where it is in the user's inbox: the frame leaves these out, `state` events carry their changes.
     Shown("archived_at", "archived_at", frame=False),
     Shown("snoozed_until", "snoozed_until", frame=False),
-    # The answer that stands (models.ActionAnswer, read through its reverse one-to-one), or None; `state` events carry it.
-    Shown("answer", "answer__action", frame=False),
+    ANSWER,
 )
 FRAME_FIELDS = tuple(f for f in FIELDS if f.frame)
 API_ONLY_FIELDS = tuple(f for f in FIELDS if not f.frame)

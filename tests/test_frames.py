@@ -95,7 +95,7 @@ def test_the_storage_row_and_the_away_item_copy_columns_by_name() -> None:
 
 def test_the_dashboard_reads_only_fields_a_frame_or_a_page_item_has() -> None:
     """dashboard.js, item-parts.js and the item template cannot import the list: what they read is checked here."""
-    page_only = {"link", "group"}  # views.item: a safe link, and a grouped row's figures
+    page_only = {"link", "group", "answer"}  # views.item: a safe link, a grouped row's figures, the answer that stands
     read = set(re.findall(r"\bn\.(\w+)", (STATIC / "dashboard.js").read_text()))
     assert {"title", "actions", "group_key"} <= read <= FIELDS | page_only, read - FIELDS - page_only
     parts = (STATIC / "item-parts.js").read_text()
