@@ -98,7 +98,8 @@ class Inbox:
         held = self.items.get(n.id)
         if held is not None and held.seq >= n.seq:
             return None
-        self.items[n.id] = Item(n)
+        # A woken snooze is new again, but its answer stands: the frame does not carry it.
+        self.items[n.id] = Item(n, answer=held.answer if held is not None else None)
         if len(self.items) > self._limit:
             for old in sorted(self.items.values(), key=lambda i: i.seq)[: len(self.items) - self._limit]:
                 del self.items[old.id]

@@ -95,8 +95,9 @@ export class InboxState {
    * it takes the place of, held under the same id at an older seq (a snooze that woke), else null.
    */
   take(frame) {
-    const item = itemOf(frame);
-    const held = this._items.get(item.id) ?? null;
+    const held = this._items.get(Number(frame.id)) ?? null;
+    // A woken snooze is new again, but its answer stands: the frame does not carry it.
+    const item = { ...itemOf(frame), answer: frame.answer ?? held?.answer ?? null };
     if (held && held.seq >= item.seq) return { item: held, replaced: null };
     this._items.set(item.id, item);
     this._trim();
