@@ -1,17 +1,18 @@
-"""The dashboard's preferences page and the email's one-click unsubscribe (RFC 8058)."""
+"""The dashboard's preferences page, the email's one-click unsubscribe (RFC 8058), and the one-click action answer."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from . import delivery, selectors, services
+from .errors import NotFound, ServiceError
 from .forms import PreferencesForm
 
 
@@ -67,3 +68,35 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     if link.user_gone:
         return render(request, template, {"gone": True}, status=410)
     return render(request, template, {"token": token, "done": request.method == "POST", "labels": link.labels})
+
+
+@csrf_exempt  # from an email or a service worker, with no session: the signed token is the proof
+@require_http_methods(["GET", "POST"])
+def action(request: HttpRequest) -> HttpResponse:
+    """GET names the notification and the answer and shows a confirm button (a link scanner must not answer);
+    POST answers, as the token's user would from any device: the first answer stands. `Accept: application/json`
+    (sw.js) gets the `reply` frame's fields. A bad token is 400; a notification gone since is 404."""
+    token = request.GET.get("token", "") or request.POST.get("token", "")
+    wants_json = request.method == "POST" and "application/json" in request.headers.get("Accept", "")
+    template = "notifications/action.html"
+    try:
+        if request.method == "GET":
+            link, answered = services.action_link(token=token), None
+        else:
+            result = services.answer_action_by_token(token=token)
+            link, answered = (None, None) if result is None else (result[1], result[0])
+    except NotFound as exc:
+        if wants_json:
+            return JsonResponse({"ok": False, "error": exc.code, "message": exc.message}, status=404)
+        return render(request, template, {"gone": True}, status=404)
+    except ServiceError:
+        link = None
+    if link is None:
+        if wants_json:
+            return JsonResponse({"ok": False, "error": "invalid", "message": "this link is not valid"}, status=400)
+        return render(request, template, {"invalid": True}, status=400)
+    status = 409 if answered is not None and not answered.ok else 200
+    if wants_json and answered is not None:
+        return JsonResponse(answered.reply(), status=status)
+    context = {"token": token, "link": link, "answered": answered}
+    return render(request, template, context, status=status)

@@ -118,6 +118,14 @@ class SnoozeIn(Strict):
         return changes.Change(op, ids=tuple(self.ids), until=self.until)
 
 
+class AnswerIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"seq": 7, "action": "approve"}]})
+
+    seq: Seq = Field(description="The notification's seq.")
+    action: Slug = Field(description="The id of one of its actions without a url (one with a url is a link, not an answer).")
+    id: ClientId | None = None
+
+
 # --- out --------------------------------------------------------------------------
 
 
@@ -131,3 +139,17 @@ class ChangeOut(Schema):
     unseen: int
     head_seq: int = Field(description="The counts cover every seq up to here.")
     repeated: bool = Field(description="True when this id was applied before: nothing was changed now.")
+
+
+class AnswerOut(Schema):
+    ok: bool = Field(description="False when another answer stands (409): `answer` names it.")
+    op: str
+    notification: int = Field(description="The notification's id.")
+    answer: str = Field(description="The answer that stands: the first one given, on any device.")
+    error: str | None = Field(default=None, description="already_answered, when ok is false.")
+    message: str | None = None
+    seq: int | None = Field(description="The answer's state event in the stream; null when it changed nothing.")
+    unread: int
+    unseen: int
+    head_seq: int = Field(description="The counts cover every seq up to here.")
+    repeated: bool = Field(default=False, description="True when this id was applied before: nothing was changed now.")

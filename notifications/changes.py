@@ -16,6 +16,7 @@ from .rules import MAX_READ_IDS
 
 READ, UNREAD, SEEN, ARCHIVE, UNARCHIVE, DELETE, SNOOZE = "read", "unread", "seen", "archive", "unarchive", "delete", "snooze"
 OPS = (READ, UNREAD, SEEN, ARCHIVE, UNARCHIVE, DELETE, SNOOZE)
+ACTION = "action"  # an answer to a notification's action: its own frame (protocol.Answer) and service (services/actions.py)
 BY_FILTER = (READ, ARCHIVE, UNARCHIVE, DELETE)
 MAX_IDS = MAX_READ_IDS
 MAX_SNOOZE = timedelta(days=365)

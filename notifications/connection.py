@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 
 from . import auth, conf, hub, protocol, selectors, services, users
 from .errors import ServiceError
-from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, ClientFrame, Command, Ping, Resume, Subscribe, Unsubscribe
+from .protocol import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, Ack, Answer, ClientFrame, Command, Ping, Resume, Subscribe, Unsubscribe
 from .socket_sync import SocketSync
 
 
@@ -213,6 +213,16 @@ async def answer(frame: ClientFrame, *, user_id: users.UserId, connection: Synce
         if frame.id is not None:
             return protocol.reply(frame.ref, id=frame.id, **outcome.answer())
         extra.update(outcome.answer())
+    elif isinstance(frame, Answer):
+        answered = await database_sync_to_async(services.answer_action)(
+            user_id=user_id, seq=frame.seq, action_id=frame.action, client_id=frame.id
+        )
+        fields = answered.reply()
+        if frame.id is None and frame.ref is None:
+            return None if answered.ok else protocol.error(fields["error"], fields["message"])
+        if frame.id is not None:
+            fields["id"] = frame.id
+        return protocol.encode({"type": "reply", "ref": frame.ref, **fields})
     elif isinstance(frame, Subscribe):
         await database_sync_to_async(services.subscribe)(user_id=user_id, slug=frame.topic)
     elif isinstance(frame, Unsubscribe):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 
 import orjson
+from django.core.exceptions import ObjectDoesNotExist
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs it, not typing's, for TypedDict on Python < 3.12
 
@@ -212,6 +213,8 @@ class Shown(NamedTuple):
     frame: bool = True  # in the `notification` frame; False: the HTTP API's answers only
 
 
+# The answer that stands (models.ActionAnswer, read through its reverse one-to-one), or None; `state` events carry it.
+ANSWER = Shown("answer", "answer__action", frame=False)
 # In frame order. `topic` is the topic's slug; `read` is whether read_at is set.
 FIELDS: tuple[Shown, ...] = (
     Shown("seq", "seq"),
@@ -232,6 +235,20 @@ FIELDS: tuple[Shown, ...] = (
     # Where it is in the user's inbox: the frame leaves these out, `state` events carry their changes.
     Shown("archived_at", "archived_at", frame=False),
     Shown("snoozed_until", "snoozed_until", frame=False),
+    ANSWER,
 )
 FRAME_FIELDS = tuple(f for f in FIELDS if f.frame)
 API_ONLY_FIELDS = tuple(f for f in FIELDS if not f.frame)
+
+
+def read(row: object, column: str) -> Any:
+    """A Shown column of a model instance: followed through relations; None where one is missing."""
+    value = row
+    for part in column.split("__"):
+        try:
+            value = getattr(value, part)
+        except ObjectDoesNotExist:  # a reverse one-to-one with no row (no answer yet)
+            return None
+        if value is None:
+            return None
+    return value

@@ -157,6 +157,17 @@ class ClientEvent(models.Model):
         return f"{self.op} {self.client_id} of user {self.user_id}"
 
 
+class ActionAnswer(models.Model):
+    """A user's answer to one of a notification's actions: the first one stands (one per notification)."""
+
+    notification = models.OneToOneField(Notification, on_delete=models.CASCADE, primary_key=True, related_name="answer")
+    action = models.CharField(max_length=64)  # the answered action's id (fields.Action)
+    answered_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.action} on notification {self.notification_id}"
+
+
 class Scope(models.TextChoices):
     PUBLISH = "publish"
     READ = "read"

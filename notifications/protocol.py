@@ -74,6 +74,16 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """`action`: answer the notification at `seq` with one of its actions (changes.ACTION), with the client's event id."""
+
+    seq: int
+    action: str
+    id: str | None = None
+    ref: Ref = None
+
+
+@dataclass(frozen=True)
 class Subscribe:
     topic: str
     ref: Ref = None
@@ -90,7 +100,7 @@ class Ping:
     ref: Ref = None
 
 
-ClientFrame = Resume | Ack | Command | Subscribe | Unsubscribe | Ping
+ClientFrame = Resume | Ack | Command | Answer | Subscribe | Unsubscribe | Ping
 
 
 def _seq(frame: dict[str, Any], field: str, ref: Ref) -> int:
@@ -162,10 +172,24 @@ class _Fields:
         return until
 
 
-def _command(kind: str, frame: dict[str, Any], ref: Ref) -> Command:
+def _event_id(frame: dict[str, Any], ref: Ref) -> str | None:
     id = frame.get("id")
     if id is not None and not changes.is_client_id(id):
         raise FrameError("invalid_field", "'id' must be 1-64 characters of letters, digits and . _ : -", ref)
+    return id
+
+
+def _answer(frame: dict[str, Any], ref: Ref) -> Answer:
+    id = _event_id(frame, ref)
+    fields = _Fields(frame, ref, id)
+    action = frame.get("action")
+    if not isinstance(action, str) or not SLUG_RE.match(action):
+        raise fields.refuse("'action' must be an action's id (a slug)")
+    return Answer(fields.seq(frame.get("seq"), "seq"), action, id, ref)
+
+
+def _command(kind: str, frame: dict[str, Any], ref: Ref) -> Command:
+    id = _event_id(frame, ref)
     fields = _Fields(frame, ref, id)
     given = [k for k in ("ids", "filter", "all") if k in frame]
     if kind == changes.SEEN:
@@ -211,6 +235,8 @@ def parse(text: str) -> ClientFrame:
         return Ack(seq=_seq(frame, "seq", ref), ref=ref)
     if kind in changes.OPS:
         return _command(kind, frame, ref)
+    if kind == changes.ACTION:
+        return _answer(frame, ref)
     if kind == "subscribe":
         return Subscribe(topic=_topic(frame, ref), ref=ref)
     if kind == "unsubscribe":
@@ -298,7 +324,7 @@ def reply(ref: Ref, *, ok: bool = True, error: str | None = None, **extra: Any) 
 
 def refusal(frame: ClientFrame, code: str, message: str) -> str:
     """A frame that could not be done: a `reply` to its ref or event id, else an `error`."""
-    id = frame.id if isinstance(frame, Command) else None
+    id = frame.id if isinstance(frame, (Command, Answer)) else None
     if frame.ref is None and id is None:
         return error(code, message)
     return reply(frame.ref, ok=False, error=code, message=message, **({"id": id} if id is not None else {}))

@@ -181,6 +181,7 @@ class NotificationOut(Schema):
     read_at: datetime | None
     archived_at: datetime | None = Field(description="Set while archived: listed with `archived=true`, not in the inbox.")
     snoozed_until: datetime | None = Field(description="Set while snoozed: listed with `snoozed=true`; back as new at this time.")
+    answer: str | None = Field(description="The id of the action the user answered (the first answer stands), or null.")
 
 
 class GroupOut(Schema):

@@ -180,7 +180,7 @@ def inbox(
 
 
 def _inbox_queryset(user_id: int, *, unread_only: bool, topic: str | None, view: str = View.INBOX) -> QuerySet[Notification]:
-    qs = in_view(live(Notification.objects.filter(recipient_id=user_id)), view).select_related("topic")
+    qs = in_view(live(Notification.objects.filter(recipient_id=user_id)), view).select_related("topic", "answer")
     if unread_only:
         qs = qs.filter(read_at__isnull=True)
     if topic:

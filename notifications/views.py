@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import frames, ops, protocol, rules, selectors, services
+from . import fields, frames, ops, protocol, rules, selectors, services
 from .errors import ServiceError
 from .forms import ComposeForm, RateLimitedLogin
 from .models import Notification
@@ -59,6 +59,7 @@ def item(n: Notification, group: selectors.Group | None = None) -> dict[str, Any
     frame = frames.notification_frame(n, n.topic.slug if n.topic else None)
     frame["link"] = rules.link(n.url)
     frame["actions"] = [{**a, "link": rules.link(a.get("url", ""))} for a in n.actions]
+    frame["answer"] = fields.read(n, fields.ANSWER.column)  # the answer that stands (an API-only field: the frame leaves it out)
     if group is not None:
         others = group.actor_count - len(group.actors)
         actors = ", ".join(group.actors) + (f" and {others} other{'' if others == 1 else 's'}" if others else "")

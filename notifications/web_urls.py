@@ -23,4 +23,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("ops/data", views.ops_data, name="ops-data"),
     path("preferences/", away_views.preferences, name="preferences"),
     path("unsubscribe/", away_views.unsubscribe, name="unsubscribe"),
+    path("action/", away_views.action, name="action"),
 ]

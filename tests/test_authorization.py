@@ -82,6 +82,7 @@ UNTIL = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 FRAMES: dict[str, Callable[[World, bool], dict[str, Any]]] = {
     **{op: by_ids(op) for op in BY_IDS},
     "snooze": lambda w, theirs: {"type": "snooze", "ids": their_ids(w, theirs), "until": UNTIL},
+    "action": lambda w, theirs: {"type": "action", "seq": 3 if theirs else NOBODYS, "action": "approve"},  # B has no seq 3
     "seen": lambda w, theirs: {"type": "seen", "up_to_seq": 0},  # B's own mark: nothing of A's to name
     "ack": lambda w, theirs: {"type": "ack", "seq": 3 if theirs else NOBODYS},  # seq 3 exists for A, not for B
     "resume": lambda w, theirs: {"type": "resume", "since": 2 if theirs else NOBODYS},
@@ -132,6 +133,7 @@ def probes(w: World, theirs: bool) -> dict[tuple[str, str], Callable[[Api], Any]
         ],
         **{("POST", f"/me/notifications/{op}"): posting(f"/me/notifications/{op}", {"ids": ids}) for op in BY_IDS},
         ("POST", "/me/notifications/snooze"): lambda api: answer(api.post("/me/notifications/snooze", {"ids": ids, "until": UNTIL})),
+        ("POST", "/me/notifications/action"): posting("/me/notifications/action", {"seq": 3 if theirs else NOBODYS, "action": "approve"}),
         ("POST", "/me/notifications/seen"): lambda api: answer(api.post("/me/notifications/seen", {"up_to_seq": 0})),
         ("GET", "/me/unread-count"): lambda api: answer(api.get("/me/unread-count")),
         ("GET", "/topics"): lambda api: answer(api.get("/topics")),
@@ -155,8 +157,13 @@ def ticket_holder(response: Any) -> tuple[int, int]:
 
 NO_WORLD = World(None, None, [], "")  # enough to list the routes
 
-# A private topic is not found for B, as one that does not exist; every other route answers B about B.
-STATUS = {("POST", "/me/subscriptions"): 404, ("DELETE", "/me/subscriptions/{topic}"): 404, ("POST", "/ws-ticket"): 201}
+# A private topic, and a seq B does not have, are not found for B, as ones that do not exist; every other route answers B about B.
+STATUS = {
+    ("POST", "/me/notifications/action"): 404,
+    ("POST", "/me/subscriptions"): 404,
+    ("DELETE", "/me/subscriptions/{topic}"): 404,
+    ("POST", "/ws-ticket"): 201,
+}
 
 
 def me_routes() -> set[tuple[str, str]]:
@@ -174,7 +181,7 @@ def test_the_matrix_covers_every_endpoint_of_the_me_router() -> None:
 
 
 def test_the_matrix_covers_every_client_frame() -> None:
-    assert set(FRAMES) | {"ping"} == {"resume", "ack", "subscribe", "unsubscribe", "ping", *changes.OPS}
+    assert set(FRAMES) | {"ping"} == {"resume", "ack", "subscribe", "unsubscribe", "ping", changes.ACTION, *changes.OPS}
 
 
 def as_b(world: World, how: str) -> Api:

@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from notifications import services
+from notifications.delivery.action_links import ActionToken, read_action_token
 from notifications.fields import Action
 from notifications.management.commands.vapid_keys import new_pair
 from notifications.models import AwayDelivery, Channel, Notification, PushSubscription
@@ -79,6 +80,9 @@ def test_the_payload_carries_the_actions_as_buttons(push: PushService, user: Any
     services.notify(recipient_ids=[user.id], content=services.Content(title="Deploy?", actions=actions, group_key="d"))
     pushed()
     [got] = push.received
+    # An answer carries the signed token sw.js POSTs to answer it (delivery/action_links.py); a link, none.
+    token = got["payload"]["actions"][0].pop("token")
+    assert read_action_token(token) == ActionToken(user.id, got["payload"]["seq"], "approve")
     assert got["payload"]["actions"] == [
         {"id": "approve", "label": "Approve", "url": ""},
         {"id": "logs", "label": "Logs", "url": "/logs/1"},

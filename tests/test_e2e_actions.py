@@ -62,7 +62,7 @@ def test_the_dashboard_shows_action_buttons_and_a_group_as_one_row(daphne: Daphn
     assert buttons(deploy) == EXPECTED_BUTTONS
     expect(deploy.locator("[data-action=approve]")).to_have_class(re.compile(r"\bprimary\b"))
 
-    # A click on an answer calls client.answer(seq, actionId) (wired by the lead); nothing is shown as answered here.
+    # A click on an answer calls client.answer(seq, actionId); nothing is shown as answered until the server says so.
     page.evaluate("() => { window.answered = []; notifyClient.answer = async (seq, id) => { window.answered.push([seq, id]); }; }")
     deploy.get_by_role("button", name="Approve").click()
     page.wait_for_function("window.answered.length === 1")
@@ -94,6 +94,43 @@ def test_the_dashboard_shows_action_buttons_and_a_group_as_one_row(daphne: Daphn
     items(page).nth(1).get_by_role("button", name=re.compile("^Mark read")).click()
     expect(items(page).nth(1)).to_have_attribute("data-read", "true")
     expect(page.locator("#unread-count")).to_have_text("2")
+
+
+# Until client.js has its own answer() (the browser outbox), a click sends the `action` frame on the page's real socket.
+ANSWER_OVER_THE_SOCKET = "() => { notifyClient.answer = (seq, action) => notifyClient.request({ type: 'action', seq, action }); }"
+
+
+@pytest.mark.server
+def test_two_browsers_answer_at_once_one_answer_stands_and_both_show_it(
+    daphne: DaphneServer, new_context: Callable[[], BrowserContext]
+) -> None:
+    alice = create_user("alice")
+    store_and_push([alice], "Deploy v2.3?", actions=ACTIONS)
+    phone, laptop = log_in(new_context(), daphne, "alice"), log_in(new_context(), daphne, "alice")
+    for page in (phone, laptop):
+        page.wait_for_function("notifyClient.state === 'live'")
+        page.evaluate(ANSWER_OVER_THE_SOCKET)
+    # Both click before either hears of the other's answer.
+    phone.evaluate("() => document.querySelector('li.item [data-action=approve]').click()")
+    laptop.evaluate("() => document.querySelector('li.item [data-action=reject]').click()")
+
+    for page in (phone, laptop):
+        expect(items(page).nth(0).locator("[data-field=answer]")).to_be_visible()
+    shown = {name: items(page).nth(0).locator("[data-field=answer]").inner_text() for name, page in (("phone", phone), ("laptop", laptop))}
+    # One answer stands: the page that sent it shows it as its own, the other as given on another device.
+    assert shown in (
+        {"phone": "✓ Approve", "laptop": "✓ Approve · on another device"},
+        {"phone": "✓ Reject · on another device", "laptop": "✓ Reject"},
+    ), shown
+    for page in (phone, laptop):
+        expect(items(page).nth(0)).to_have_attribute("data-read", "true")
+        expect(items(page).nth(0).locator("button[data-action]:visible")).to_have_count(0)
+        expect(items(page).nth(0).locator("a[data-action=logs]")).to_be_visible()  # a link is no answer: it stays
+    # Drawn by the server after a reload: the answer that stands.
+    laptop.reload()
+    standing = shown["laptop"].replace(" · on another device", "")
+    expect(items(laptop).nth(0).locator("[data-field=answer]")).to_have_text(standing)
+    expect(items(laptop).nth(0).locator("button[data-action]:visible")).to_have_count(0)
 
 
 # sw.js as the browser runs it, with the service worker's globals it uses stood in for (as tests/test_rules.py does).
@@ -134,5 +171,52 @@ def test_the_service_worker_shows_the_actions_as_buttons(dashboard_page: Page, m
     got = dashboard_page.evaluate(RUN_SW, payload)
     buttons = [{"action": a["id"], "title": a["label"]} for a in payload["actions"]]
     assert got["actions"] == buttons[:max_actions]
-    # A button with a url opens it; an answer (wired later) opens the inbox for now; the notification itself, its url.
+    # A button with a url opens it; an answer without a signed token (none in this payload) opens the inbox; the
+    # notification itself, its url.
     assert got["opened"] == ["/logs/7", "/inbox/", "/deploys/7"]
+
+
+# sw.js's answer from a push: the signed token POSTed to /action/ (fetch stood in for), the inbox opened only when it fails.
+RUN_SW_ANSWER = """async ({ payload, statuses }) => {
+  const handlers = {};
+  const shown = [];
+  const opened = [];
+  const posted = [];
+  const add = self.addEventListener;
+  self.addEventListener = (type, handler) => { handlers[type] = handler; };
+  self.registration = { showNotification: async (title, options) => { shown.push(options); } };
+  self.clients = { matchAll: async () => [], openWindow: async (url) => { opened.push(url); } };
+  const realFetch = self.fetch;
+  self.fetch = async (url, init) => {
+    posted.push({ url: String(url), method: init.method, body: String(init.body), accept: init.headers.Accept });
+    const status = statuses.shift();
+    if (status === 0) throw new TypeError("offline");
+    return new Response("{}", { status });
+  };
+  try {
+    await import('/sw.js');
+    const pending = [];
+    handlers.push({ data: { json: () => payload }, waitUntil(p) { pending.push(p); } });
+    await Promise.all(pending);
+    const results = [];
+    for (const _ of [1, 2, 3]) {
+      const waits = [];
+      handlers.notificationclick({ action: "approve", notification: { data: shown[0].data, close() {} }, waitUntil(p) { waits.push(p); } });
+      await Promise.all(waits);
+      results.push(opened.length);
+    }
+    return { posted, results };
+  } finally {
+    self.addEventListener = add;
+    self.fetch = realFetch;
+  }
+}"""
+
+
+def test_the_service_worker_answers_with_the_signed_token_and_opens_the_inbox_only_when_that_fails(dashboard_page: Page) -> None:
+    payload = {"title": "Deploy?", "seq": 7, "url": "", "actions": [{"id": "approve", "label": "Approve", "url": "", "token": "s.i.g"}]}
+    got = dashboard_page.evaluate(RUN_SW_ANSWER, {"payload": payload, "statuses": [200, 409, 0]})
+    assert [(p["url"], p["method"], p["body"], p["accept"]) for p in got["posted"]] == [
+        ("/action/", "POST", "token=s.i.g", "application/json")
+    ] * 3
+    assert got["results"] == [0, 1, 2], "answered: nothing opens; refused (409) or offline: the inbox opens"

@@ -160,7 +160,8 @@ def test_enabling_notifications_registers_the_worker_posts_a_subscription_and_a_
     registrations: list[dict[str, Any]] = []
     session.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
     session.send("ServiceWorker.enable")
-    answer, link = {"id": "approve", "label": "Approve", "url": ""}, {"id": "logs", "label": "Logs", "url": "//evil.example/l"}
+    answer = {"id": "approve", "label": "Approve", "url": "", "token": "signed-for-approve"}
+    link = {"id": "logs", "label": "Logs", "url": "//evil.example/l", "token": "a link has none"}
     actions = [answer, link, {"id": "third", "label": "Third", "url": ""}]
     pushed = {"id": 41, "seq": 7, "title": "Deploy finished", "body": "v2.3 is live", "url": "//evil.example/x", "actions": actions}
     session.send(
@@ -168,8 +169,8 @@ def test_enabling_notifications_registers_the_worker_posts_a_subscription_and_a_
         {"origin": daphne.url, "registrationId": registration_id(session, registrations, scope), "data": json.dumps(pushed)},
     )
     # Text as given; a link that is not http(s) or a same-site path becomes the inbox. The actions are its
-    # buttons, as many as Chromium shows (2): an answer, and a link button (by the same rule).
-    buttons = [{**answer, "url": ""}, {**link, "url": "/inbox/"}]
+    # buttons, as many as Chromium shows (2): an answer (with its signed token), and a link button (by the same rule).
+    buttons = [answer, {**link, "url": "/inbox/", "token": ""}]
     data = {"url": "/inbox/", "seq": 7, "actions": buttons}
     expected = {"title": "Deploy finished", "body": "v2.3 is live", "tag": "notify-7", "data": data, "actions": [
         {"action": "approve", "title": "Approve"}, {"action": "logs", "title": "Logs"},

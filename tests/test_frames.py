@@ -43,6 +43,10 @@ def model_columns() -> set[str]:
 
 def test_the_model_has_a_column_for_every_field_and_no_column_the_home_does_not_name() -> None:
     read_from = {f.column.split("__")[0] for f in fields.FIELDS}  # topic__slug is read through topic
+    # answer__action is read through the answer's reverse one-to-one (models.ActionAnswer), not a column.
+    one_to_one = {r.name for r in Notification._meta.related_objects if r.one_to_one}
+    assert one_to_one == {"answer"}
+    read_from -= one_to_one
     columns = {f.name for f in Notification._meta.concrete_fields} | model_columns()
     assert read_from <= columns and set(fields.CONTENT_COLUMNS) <= model_columns()
     named = {c if c in model_columns() else f"{c}_id" for c in read_from} | set(fields.CONTENT_COLUMNS) | INTERNAL_COLUMNS
@@ -59,7 +63,7 @@ def test_every_copy_of_the_field_list_matches_the_home() -> None:
     assert (
         set(NotificationOut.model_fields)
         == {f.name for f in fields.FIELDS}
-        == FIELDS | {"expires_at", "read_at", "archived_at", "snoozed_until"}
+        == FIELDS | {"expires_at", "read_at", "archived_at", "snoozed_until", "answer"}
     )
     for name in ("CLOSE_UNAUTHENTICATED", "CLOSE_FORBIDDEN", "CLOSE_RATE_LIMITED"):
         assert getattr(client, name) == getattr(protocol, name), name
@@ -91,7 +95,7 @@ def test_the_storage_row_and_the_away_item_copy_columns_by_name() -> None:
 
 def test_the_dashboard_reads_only_fields_a_frame_or_a_page_item_has() -> None:
     """dashboard.js, item-parts.js and the item template cannot import the list: what they read is checked here."""
-    page_only = {"link", "group"}  # views.item: a safe link, and a grouped row's figures
+    page_only = {"link", "group", "answer"}  # views.item: a safe link, a grouped row's figures, the answer that stands
     read = set(re.findall(r"\bn\.(\w+)", (STATIC / "dashboard.js").read_text()))
     assert {"title", "actions", "group_key"} <= read <= FIELDS | page_only, read - FIELDS - page_only
     parts = (STATIC / "item-parts.js").read_text()

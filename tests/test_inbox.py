@@ -154,7 +154,7 @@ def test_a_change_that_fails_leaves_no_event_no_client_id_and_no_counter_moved(u
     def broken(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("the database went away mid-change")
 
-    monkeypatch.setattr(inbox, "_record", broken)
+    monkeypatch.setattr(inbox, "record_event", broken)
     with pytest.raises(RuntimeError):
         apply(user, "archive", client_id="x1", ids=tuple(ids))
     assert Notification.objects.filter(archived_at__isnull=False).count() == 0

@@ -18,7 +18,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
-from notifications import changes, services
+from notifications import changes, fields, services
 from notifications.changes import Change
 from notifications.client import Inbox, Item
 from notifications.client import Notification as ClientNotification
@@ -152,9 +152,9 @@ class ClientState:
     def unseen(self) -> int:
         return self.counts[1].value
 
-    def view(self) -> dict[int, tuple[int, str, bool, str]]:
-        """id -> (seq, title, read, where it is): what a page shows of each."""
-        return {i.id: (i.seq, i.notification.title, i.notification.read, i.view) for i in self.inbox.items.values()}
+    def view(self) -> dict[int, tuple[int, str, bool, str, str | None]]:
+        """id -> (seq, title, read, where it is, the answer that stands): what a page shows of each."""
+        return {i.id: (i.seq, i.notification.title, i.notification.read, i.view, i.answer) for i in self.inbox.items.values()}
 
     def apply(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -195,14 +195,18 @@ class ClientState:
             count.counted(frame)
 
 
+ACTIONS: Any = [{"id": "a", "label": "A", "style": "primary"}, {"id": "b", "label": "B", "style": "secondary"}]
+
+
 def fresh_load(user: Any) -> ClientState:
     """Every notification of the user, wherever it is (inbox, archive, snoozed), and the counts, as a page loads them."""
-    rows = Notification.objects.filter(recipient=user).select_related("topic")
+    rows = Notification.objects.filter(recipient=user).select_related("topic", "answer")
     items = {
         n.id: Item(
             ClientNotification.from_dict(notification_frame(n, n.topic.slug if n.topic else None)),
             archived=n.archived_at is not None,
             snoozed_until=n.snoozed_until.isoformat() if n.snoozed_until else None,
+            answer=fields.read(n, fields.ANSWER.column),
         )
         for n in rows
     }
@@ -273,7 +277,9 @@ class Device:
                 frame = json.loads(raw)
                 self.state.apply(frame)
                 if frame["type"] == "reply" and frame.get("id"):
-                    assert frame["ok"], frame
+                    # Only an answer may be refused: another stands, or its notification has none of these actions (or is gone).
+                    refusable = self.sent[frame["id"]]["type"] == changes.ACTION
+                    assert frame["ok"] or (refusable and frame["error"] in ("already_answered", "invalid_field", "not_found")), frame
                     self.replies[frame["id"]] = frame
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -299,7 +305,8 @@ class Device:
 async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_a_while_equals_a_fresh_load(
     daphne: DaphneServer, user: Any, token_for: Any
 ) -> None:
-    """Initial state + every frame == a fresh load, for every op, by ids and by filter, with repeats, publishes and wakes."""
+    """Initial state + every frame == a fresh load, for every op (answers to actions too), by ids and by filter, with
+    repeats, publishes and wakes."""
     rng = random.Random(23)
     snoozed_until = datetime.now(UTC) + timedelta(hours=1)
 
@@ -307,9 +314,8 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
         topic = Topic.objects.create(slug="ci", title="CI")
         for i in range(12):
             kind = rng.choice(["build.failed", "build.ok", "deploy"])
-            services.notify(
-                recipient_ids=[user.id], content=services.Content(title=f"n{i}", kind=kind, topic_id=topic.id if i % 3 else None)
-            )
+            content = services.Content(title=f"n{i}", kind=kind, topic_id=topic.id if i % 3 else None, actions=ACTIONS)
+            services.notify(recipient_ids=[user.id], content=content)
         first = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("id", flat=True))
         services.change_inbox(user_id=user.id, change=Change("archive", ids=(first[0],)))
         services.change_inbox(user_id=user.id, change=Change("read", ids=(first[1], first[2])))
@@ -325,9 +331,15 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
     def a_frame(k: int, device: Device) -> dict[str, Any]:
         held = list(device.state.inbox.items)
         ids = rng.sample(held, min(len(held), rng.randint(1, 3))) + ([999_999] if rng.random() < 0.1 else [])
-        op = rng.choice(changes.OPS)
+        op = rng.choice([*changes.OPS, changes.ACTION])
         frame: dict[str, Any] = {"type": op, "id": f"event-{k}"}
-        if op == "seen":
+        if op == changes.ACTION:
+            # Answered from any device; a second, different answer is refused and changes nothing.
+            frame |= {
+                "seq": device.state.inbox.items[ids[0]].seq if ids and ids[0] in device.state.inbox.items else 1,
+                "action": rng.choice(["a", "b"]),
+            }
+        elif op == "seen":
             frame["up_to_seq"] = rng.randint(0, device.state.cursor + 2)
         elif op == "snooze":
             frame |= {"ids": ids, "until": snoozed_until.isoformat()}
@@ -374,7 +386,8 @@ async def test_every_inbox_change_in_random_order_on_three_devices_one_away_for_
     expected = await sync_to_async(fresh_load)(user)
     await until(lambda: all(d.state.cursor >= expected.cursor for d in devices), lambda: [d.state.cursor for d in devices])
     ops = {f["type"] for f in sent}
-    assert ops == set(changes.OPS) and any("filter" in f for f in sent)
+    assert ops == {*changes.OPS, changes.ACTION} and any("filter" in f for f in sent)
+    assert any(r.get("op") == changes.ACTION and r["ok"] for d in devices for r in d.replies.values())
     assert sum(1 for d in devices for r in d.replies.values() if r.get("repeated")) > 0
     for device in devices:
         assert device.state.view() == expected.view()

@@ -21,7 +21,7 @@ STATIC_JS = ROOT / "notifications" / "static" / "notifications"
 
 def held(item: dict[str, Any]) -> Item:
     n = ClientNotification(seq=item["seq"], id=item["id"], title="t", topic=item["topic"], kind=item["kind"], read=item["read"])
-    return Item(n, archived=item["archived"], snoozed_until=item["snoozed_until"])
+    return Item(n, archived=item["archived"], snoozed_until=item["snoozed_until"], answer=item["answer"])
 
 
 def shown(item: Item | None) -> dict[str, Any] | None:
@@ -36,12 +36,14 @@ def shown(item: Item | None) -> dict[str, Any] | None:
         "read": n.read,
         "archived": item.archived,
         "snoozed_until": item.snoozed_until,
+        "answer": item.answer,
     }
 
 
 def test_the_table_covers_every_op_by_ids_and_by_filter() -> None:
     ops = {(c["event"]["op"], "ids" in c["event"]) for c in CASES}
     assert {(op, True) for op in ("read", "unread", "archive", "unarchive", "delete", "snooze")} <= ops
+    assert ("action", False) in ops
     assert {(op, False) for op in ("read", "archive", "unarchive", "delete", "seen")} <= ops
 
 
@@ -80,7 +82,7 @@ APPLY_JS = """async (cases) => {
     inbox.apply(event);
     const after = inbox.get(item.id);
     return after && { id: after.id, seq: after.seq, topic: after.topic, kind: after.kind, read: after.read,
-                      archived: after.archived, snoozed_until: after.snoozed_until };
+                      archived: after.archived, snoozed_until: after.snoozed_until, answer: after.answer };
   });
 }"""
 

@@ -48,12 +48,10 @@ def later(seconds: float) -> Any:
 
 
 def answer_action(user: Any, action: str = "approve") -> services.Delivery:
-    """What the action answer's service does for webhooks (docs/webhooks.md): emit in its own transaction."""
-    content = services.Content(title="Deploy?")
+    """A notification with actions, answered by its user (services/actions.py emits in the answer's transaction)."""
+    content = services.Content.checked(title="Deploy?", actions=[{"id": action, "label": action.title(), "style": "primary"}])
     delivery = services.notify(recipient_ids=[user.id], content=content, idempotency_key=f"deploy-{action}").deliveries[0]
-    with transaction.atomic():
-        ref = webhooks.notification_ref(Notification.objects.get(pk=delivery.id))
-        webhooks.emit(WebhookEvent.ACTION, {"notification": ref, "action": action}, user_id=user.id)
+    assert services.answer_action(user_id=user.id, seq=delivery.seq, action_id=action).ok
     return delivery
 
 

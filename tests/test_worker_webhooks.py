@@ -1,7 +1,7 @@
-"""Webhooks from a real `manage.py worker` process, SIGKILLed while the receiver holds a request it has accepted,
-then restarted: the receiver (loopback HTTPS, trusted through NOTIFY_WEBHOOK_CA_FILE, verifying every signature
-and timestamp) counts exactly one accepted delivery per message, and sees the same webhook-id on the retry;
-500s on the way are retried with backoff."""
+"""Webhooks for answers to notifications' actions from a real `manage.py worker` process, SIGKILLed while the
+receiver holds a request it has accepted, then restarted: the receiver (loopback HTTPS, trusted through
+NOTIFY_WEBHOOK_CA_FILE, verifying every signature and timestamp) counts exactly one accepted delivery per answer,
+and sees the same webhook-id on the retry; 500s on the way are retried with backoff."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import transaction
 
+from notifications import services
 from notifications.models import WebhookAttempt, WebhookEvent, WebhookMessage
 from notifications.services import webhooks
 from tests.conftest import KILLS_AGAINST_THE_CLOCK, ROOT, database_url
@@ -57,9 +57,12 @@ def test_a_worker_killed_mid_send_delivers_each_message_once_with_a_stable_webho
     user = make_user("alice")
     endpoint = webhooks.create_endpoint(url=receiver.url, events=[WebhookEvent.ACTION], created_by=None)
     receiver.secret = endpoint.secret
-    for i in range(MESSAGES):
-        with transaction.atomic():
-            webhooks.emit(WebhookEvent.ACTION, {"action": f"a{i}"}, user_id=user.id)
+    for i in range(MESSAGES):  # each a notification answered by its user: one message per answer
+        action = {"id": f"a{i}", "label": f"A{i}", "style": "primary"}
+        content = services.Content.checked(title=f"Deploy {i}?", actions=[action])
+        delivery = services.notify(recipient_ids=[user.id], content=content).deliveries[0]
+        assert services.answer_action(user_id=user.id, seq=delivery.seq, action_id=f"a{i}").ok
+        assert not services.answer_action(user_id=user.id, seq=delivery.seq, action_id=f"a{i}").seq, "the same answer again: no message"
     ids = set(WebhookMessage.objects.values_list("id", flat=True))
     assert len(ids) == MESSAGES
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 from django.http import HttpRequest
-from ninja import Header, Router
+from ninja import Header, Router, Status
 
 from .. import changes, services
-from ..change_schemas import ChangeIn, ChangeOut, ReadIn, SeenIn, SnoozeIn, UnreadIn
+from ..change_schemas import AnswerIn, AnswerOut, ChangeIn, ChangeOut, ReadIn, SeenIn, SnoozeIn, UnreadIn
 from ..changes import CLIENT_ID_PATTERN
 from ..errors import ServiceError
 from ..schemas import ERRORS
@@ -38,10 +38,15 @@ class ChangeBody(Protocol):
     def change(self, op: str) -> changes.Change: ...
 
 
-def _apply(request: HttpRequest, op: str, payload: ChangeBody, header_id: str | None) -> ChangeOut:
-    if header_id is not None and payload.id is not None and header_id != payload.id:
+def _client_id(header_id: str | None, body_id: str | None) -> str | None:
+    if header_id is not None and body_id is not None and header_id != body_id:
         raise ServiceError("invalid", "the Idempotency-Key header and the body's 'id' differ: send the id once", status=422)
-    outcome = services.change_inbox(user_id=caller(request).user_id, change=payload.change(op), client_id=header_id or payload.id)
+    return header_id or body_id
+
+
+def _apply(request: HttpRequest, op: str, payload: ChangeBody, header_id: str | None) -> ChangeOut:
+    client_id = _client_id(header_id, payload.id)
+    outcome = services.change_inbox(user_id=caller(request).user_id, change=payload.change(op), client_id=client_id)
     return ChangeOut(
         op=outcome.op, seq=outcome.seq, changed=outcome.changed, changed_ids=outcome.changed_ids, up_to_seq=outcome.up_to_seq,
         unread=outcome.unread, unseen=outcome.unseen, head_seq=outcome.head_seq, repeated=outcome.repeated,
@@ -88,3 +93,12 @@ def delete(request: HttpRequest, payload: ChangeIn, idempotency_key: EventId = N
 def snooze(request: HttpRequest, payload: SnoozeIn, idempotency_key: EventId = None) -> ChangeOut:
     """Hidden until `until`; then back in my inbox as new (a new seq, unread, live, and due on email and Web Push again)."""
     return _apply(request, changes.SNOOZE, payload, idempotency_key)
+
+
+@router.post("/me/notifications/action", response={200: AnswerOut, 409: AnswerOut, **ERRORS})
+def action(request: HttpRequest, payload: AnswerIn, idempotency_key: EventId = None) -> Status[AnswerOut]:
+    """Answer one of a notification's actions: the first answer stands on every device and marks it read (409 names it)."""
+    answered = services.answer_action(
+        user_id=caller(request).user_id, seq=payload.seq, action_id=payload.action, client_id=_client_id(idempotency_key, payload.id)
+    )
+    return Status(200 if answered.ok else 409, AnswerOut(**answered.reply()))

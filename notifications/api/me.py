@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Field, Path, Query, Router, Schema, Status
 from pydantic import model_validator
 
-from .. import auth, conf, frames, selectors, services
+from .. import auth, conf, fields, frames, selectors, services
 from ..errors import NotFound
 from ..fields import API_ONLY_FIELDS, GroupKey
 from ..models import Notification, Subscription
@@ -149,7 +149,7 @@ def _notification(n: Notification, *, group: selectors.Group | None = None) -> I
     """The frame's fields, and those only the API gives (fields.FIELDS)."""
     values = frames.notification_frame(n, n.topic.slug if n.topic else None)
     del values["type"]
-    values.update({f.name: getattr(n, f.column) for f in API_ONLY_FIELDS})
+    values.update({f.name: fields.read(n, f.column) for f in API_ONLY_FIELDS})
     return InboxItemOut(**values, group=GroupOut(**vars(group)) if group else None)
 
 

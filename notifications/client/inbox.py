@@ -17,11 +17,12 @@ INBOX, ARCHIVED, SNOOZED = "inbox", "archived", "snoozed"
 
 @dataclass(frozen=True)
 class Item:
-    """A notification as held: the frame's, and where it is (`archived`, `snoozed_until`)."""
+    """A notification as held: the frame's, where it is (`archived`, `snoozed_until`), and the answer that stands."""
 
     notification: Notification
     archived: bool = False
     snoozed_until: str | None = None
+    answer: str | None = None  # the id of the action answered (on any device), from the `action` event
 
     @property
     def id(self) -> int:
@@ -64,6 +65,8 @@ def after_op(item: Item, event: dict[str, Any]) -> Item | None:
         return replace(item, snoozed_until=str(event["until"]), archived=False)
     if op == "delete":
         return None
+    if op == "action":  # the first answer stands: the server sends one `action` event per notification
+        return replace(item, notification=replace(n, read=True), answer=str(event["action"]))
     return item  # an op of a later protocol
 
 
@@ -95,7 +98,8 @@ class Inbox:
         held = self.items.get(n.id)
         if held is not None and held.seq >= n.seq:
             return None
-        self.items[n.id] = Item(n)
+        # A woken snooze is new again, but its answer stands: the frame does not carry it.
+        self.items[n.id] = Item(n, answer=held.answer if held is not None else None)
         if len(self.items) > self._limit:
             for old in sorted(self.items.values(), key=lambda i: i.seq)[: len(self.items) - self._limit]:
                 del self.items[old.id]
@@ -106,9 +110,10 @@ class Inbox:
         if event["op"] == "seen":
             self.seen_seq = max(self.seen_seq, int(event["up_to_seq"]))
             return change
-        if "ids" in event:
-            taken = [self.items[i] for i in event["ids"] if i in self.items]
-            change.unknown = [i for i in event["ids"] if i not in self.items]
+        named = event["ids"] if "ids" in event else [event["notification"]] if "notification" in event else None
+        if named is not None:
+            taken = [self.items[i] for i in named if i in self.items]
+            change.unknown = [i for i in named if i not in self.items]
         else:
             taken = [i for i in self.items.values() if taken_by_filter(i, event)]
         for item in taken:

@@ -55,7 +55,7 @@ class Listener(Changes):
     "wake": a snoozed notification back at a new seq), once applied to `inbox`.
 
     The inbox changes this client makes (read, unread, seen, archive, unarchive,
-    delete, snooze) go through an outbox: each gets its own id, is kept until the
+    delete, snooze, and answers to actions) go through an outbox: each gets its own id, is kept until the
     server answers it, and is sent again, in order, after a reconnect; the server
     applies an id once. Each returns a future of the server's `reply`.
     """

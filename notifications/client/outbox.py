@@ -119,6 +119,12 @@ class Changes:
         """Hidden until `until` (with a UTC offset, at most 365 days ahead); then back as new."""
         return self.outbox.add({"type": "snooze", "ids": list(ids), "until": until.isoformat()})
 
+    def answer(self, seq: int, action: str) -> asyncio.Future[Reply]:
+        """Answer the notification at `seq` with one of its actions (one without a url). The first answer,
+        from any device, stands: a different later one is answered `ok: false, error: "already_answered"`
+        with the `answer` that stands; every device gets the `action` state event."""
+        return self.outbox.add({"type": "action", "seq": seq, "action": action})
+
 
 def _by(op: str, ids: Sequence[int], filter: dict[str, Any] | None, *, everything: bool = False) -> dict[str, Any]:
     if everything:

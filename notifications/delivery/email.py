@@ -1,7 +1,8 @@
 """Email: one digest per user per window, text and HTML from templates, one-click unsubscribe (RFC 8058).
 
 The unsubscribe link carries a signed token naming the user and categories, so
-it works without logging in and cannot be forged for anyone else.
+it works without logging in and cannot be forged for anyone else. An action to
+answer gets a one-click link signed the same way (action_links.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.urls import reverse
 
 from .. import rules
 from ..models import Channel, UserStream
+from .action_links import action_token, action_url, answers
 from .base import AwaySettings, Item, Outcome, Recipient
 
 log = logging.getLogger(__name__)
@@ -53,15 +55,20 @@ def _link(config: AwaySettings, url: str) -> str:
     return f"{config.public_url}{safe or reverse('inbox')}"
 
 
-def _entries(config: AwaySettings, newest_first: list[Item]) -> list[dict[str, Any]]:
-    """One entry per notification, except that a group (a group_key) is one entry: its newest, and how many it stands for."""
+def _entries(config: AwaySettings, user_id: int, newest_first: list[Item]) -> list[dict[str, Any]]:
+    """One entry per notification, except that a group (a group_key) is one entry: its newest, and how many it stands for.
+    `answers`: (label, one-click link) for each of the entry's actions to answer."""
     entries: list[dict[str, Any]] = []
     groups: dict[str, dict[str, Any]] = {}
     for item in newest_first:
         if item.group_key in groups:
             groups[item.group_key]["more"] += 1
             continue
-        entry = {"item": item, "link": _link(config, item.url), "more": 0}
+        links = [
+            (a["label"], action_url(config.public_url, action_token(user_id=user_id, seq=item.seq, action=a["id"])))
+            for a in answers(item.actions)
+        ]
+        entry = {"item": item, "link": _link(config, item.url), "more": 0, "answers": links}
         entries.append(entry)
         if item.group_key:
             groups[item.group_key] = entry
@@ -76,7 +83,7 @@ def build_digest(*, recipient: Recipient, items: list[Item], config: AwaySetting
     per_category = {labels[c]: unsubscribe_url(config, unsubscribe_token(user_id=recipient.id, categories=[c])) for c in categories}
     context = {
         "recipient": recipient,
-        "items": _entries(config, newest_first),
+        "items": _entries(config, recipient.id, newest_first),
         "count": len(items),
         "newest": newest_first[0],
         "inbox_url": f"{config.public_url}{reverse('inbox')}",

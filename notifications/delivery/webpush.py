@@ -24,7 +24,8 @@ from pywebpush import WebPushException, webpush
 
 from .. import rules
 from ..models import Channel, PushSubscription, UserStream
-from .base import AwaySettings, Item, Outcome, Recipient
+from .action_links import action_token
+from .base import Action, AwaySettings, Item, Outcome, Recipient
 from .subscription import subscription_refusal
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,24 @@ MAX_PAYLOAD_URL = 1000
 MAX_PAYLOAD_ACTION_URL = 300  # each of up to 3 buttons': with the rest, well under the ~4 KB a push service takes
 
 
-def payload(item: Item) -> str:
+def payload(item: Item, user_id: int | None = None) -> str:
     """What the service worker shows: kept small (push services cap it near 4 KB). The url is a link by the
     server's rule (rules.link) or none, never cut: a cut URL would be another address.
 
-    `actions` become the notification's buttons (sw.js): one with a url opens it, one without is an answer.
+    `actions` become the notification's buttons (sw.js): one with a url opens it, one without is an answer,
+    with the signed `token` sw.js POSTs to the one-click answer (action_links.py) when `user_id` is given.
     """
     url = rules.link(item.url)
     url = url if len(url) <= MAX_PAYLOAD_URL else ""
-    actions = [{"id": a["id"], "label": a["label"], "url": _action_url(a.get("url", ""))} for a in item.actions]
+    actions = [_action(a, item.seq, user_id) for a in item.actions]
     return json.dumps({"id": item.id, "seq": item.seq, "title": item.title[:200], "body": item.body[:300], "url": url, "actions": actions})
+
+
+def _action(action: Action, seq: int, user_id: int | None) -> dict[str, str]:
+    shown = {"id": action["id"], "label": action["label"], "url": _action_url(action.get("url", ""))}
+    if not shown["url"] and user_id is not None:
+        shown["token"] = action_token(user_id=user_id, seq=seq, action=action["id"])
+    return shown
 
 
 def _action_url(url: str) -> str:
@@ -68,7 +77,8 @@ def push_one(subscription: PushSubscription, item: Item, config: AwaySettings, s
     info = {"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}}
     try:
         webpush(
-            info, data=payload(item), vapid_private_key=config.vapid_private_key, vapid_claims={"sub": config.vapid_subject},
+            info, data=payload(item, subscription.user_id), vapid_private_key=config.vapid_private_key,
+            vapid_claims={"sub": config.vapid_subject},
             ttl=config.push_ttl_seconds, timeout=config.push_timeout_seconds, requests_session=session,
             # Topic: a resend after a crash replaces the undelivered copy at the push service.
             headers={"Urgency": "normal", "Topic": f"n{item.id}"},

@@ -5,6 +5,11 @@ the admin and commands call (`services.notify(...)`).
 """
 
 from . import webhooks  # a module: services.webhooks.emit(...)
+from .actions import Answered
+from .actions import Link as ActionLink
+from .actions import answer as answer_action
+from .actions import answer_by_token as answer_action_by_token
+from .actions import link as action_link
 from .away import Report, deliver_due
 from .delivery import ack, ack_many
 from .inbox import Outcome
@@ -43,6 +48,8 @@ from .users import AppUser, UserFields, delete_user, get_user, put_user
 from .webhook_sends import deliver_due as deliver_webhooks
 
 __all__ = [
+    "ActionLink",
+    "Answered",
     "AppUser",
     "Choice",
     "Content",
@@ -57,7 +64,10 @@ __all__ = [
     "UserFields",
     "ack",
     "ack_many",
+    "action_link",
     "add_push_subscription",
+    "answer_action",
+    "answer_action_by_token",
     "category_labels",
     "change_inbox",
     "choices",

@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from .. import changes, protocol, push
 from ..changes import Change, Filter
-from ..models import ClientEvent, InboxEvent, Notification, Topic, UserStream
-from . import snooze
+from ..models import ClientEvent, InboxEvent, Notification, Topic, UserStream, WebhookEvent
+from . import snooze, webhooks
 from .streams import locked_stream
 
 CHUNK = 1000  # rows per statement of a filter op: many statements in the one transaction, never one unbounded one
@@ -60,7 +60,7 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
+class Row:
     id: int
     seq: int
     read: bool
@@ -75,7 +75,7 @@ class _Row:
 
 
 @dataclass
-class _Counts:
+class Counts:
     """The stream's counters as the transaction moves them (written once, with the event)."""
 
     head_seq: int
@@ -83,7 +83,7 @@ class _Counts:
     unseen: int
     seen_seq: int
 
-    def move(self, before: _Row, after: _Row | None) -> None:
+    def move(self, before: Row, after: Row | None) -> None:
         self.unread += (after is not None and after.unread()) - before.unread()
         self.unseen += (after is not None and after.unseen(self.seen_seq)) - before.unseen(self.seen_seq)
 
@@ -94,7 +94,7 @@ class _Target:
 
     source: Q
     values: dict[str, Any] | None
-    after: Callable[[_Row], _Row] = field(default=lambda row: row)
+    after: Callable[[Row], Row] = field(default=lambda row: row)
 
 
 def apply(*, user_id: int, change: Change, client_id: str | None = None) -> Outcome:
@@ -114,7 +114,7 @@ def apply(*, user_id: int, change: Change, client_id: str | None = None) -> Outc
 
 
 def _apply(stream: UserStream, change: Change) -> Outcome:
-    counts = _Counts(stream.head_seq, stream.unread, stream.unseen, stream.seen_seq)
+    counts = Counts(stream.head_seq, stream.unread, stream.unseen, stream.seen_seq)
     if change.op == changes.SEEN:
         assert change.up_to_seq is not None
         return _seen(stream, counts, change.up_to_seq)
@@ -126,14 +126,16 @@ def _apply(stream: UserStream, change: Change) -> Outcome:
         changed_ids: list[int] = []
         fields = {"filter": change.filter.event_fields(), "up_to_seq": up_to_seq}
     else:
-        rows = _rows(Notification.objects.filter(recipient_id=stream.user_id, id__in=change.ids).filter(target.source).order_by("seq"))
+        rows = rows_of(Notification.objects.filter(recipient_id=stream.user_id, id__in=change.ids).filter(target.source).order_by("seq"))
         _change_rows(rows, target, counts)
         changed, changed_ids, up_to_seq = len(rows), [r.id for r in rows], None
         fields = {"ids": changed_ids}
         if change.until is not None:
             fields["until"] = change.until.isoformat()
             snooze.wake_at(stream.user_id, change.until)
-    seq = _record(stream, counts, change.op, fields) if changed else None
+    seq = record_event(stream, counts, change.op, fields) if changed else None
+    if change.op == changes.READ and changed:
+        emit_read(stream.user_id, ids=changed_ids, up_to_seq=up_to_seq)
     return Outcome(change.op, seq, changed, changed_ids, up_to_seq, counts.unread, counts.unseen, counts.head_seq)
 
 
@@ -171,18 +173,18 @@ def _in_filter(user_id: int, op: str, f: Filter, up_to_seq: int) -> QuerySet[Not
     return qs
 
 
-def _rows(qs: QuerySet[Notification]) -> list[_Row]:
+def rows_of(qs: QuerySet[Notification]) -> list[Row]:
     return [
-        _Row(id_, seq, read_at is not None, archived_at is not None, snoozed_until is not None)
+        Row(id_, seq, read_at is not None, archived_at is not None, snoozed_until is not None)
         for id_, seq, read_at, archived_at, snoozed_until in qs.values_list("id", "seq", "read_at", "archived_at", "snoozed_until")
     ]
 
 
-def _change_by_filter(qs: QuerySet[Notification], target: _Target, counts: _Counts) -> int:
+def _change_by_filter(qs: QuerySet[Notification], target: _Target, counts: Counts) -> int:
     """In seq order, CHUNK rows at a time: each chunk one read and one write, all in the caller's transaction."""
     changed, after_seq = 0, 0
     while True:
-        rows = _rows(qs.filter(target.source, seq__gt=after_seq).order_by("seq")[:CHUNK])
+        rows = rows_of(qs.filter(target.source, seq__gt=after_seq).order_by("seq")[:CHUNK])
         _change_rows(rows, target, counts)
         changed += len(rows)
         if len(rows) < CHUNK:
@@ -190,7 +192,7 @@ def _change_by_filter(qs: QuerySet[Notification], target: _Target, counts: _Coun
         after_seq = rows[-1].seq
 
 
-def _change_rows(rows: list[_Row], target: _Target, counts: _Counts) -> None:
+def _change_rows(rows: list[Row], target: _Target, counts: Counts) -> None:
     if not rows:
         return
     chosen = Notification.objects.filter(id__in=[r.id for r in rows])
@@ -202,7 +204,7 @@ def _change_rows(rows: list[_Row], target: _Target, counts: _Counts) -> None:
         counts.move(row, None if target.values is None else target.after(row))
 
 
-def _seen(stream: UserStream, counts: _Counts, up_to_seq: int) -> Outcome:
+def _seen(stream: UserStream, counts: Counts, up_to_seq: int) -> Outcome:
     seen_seq = min(max(up_to_seq, stream.seen_seq), stream.head_seq)
     if seen_seq == stream.seen_seq:
         return Outcome(changes.SEEN, None, 0, [], seen_seq, counts.unread, counts.unseen, counts.head_seq)
@@ -211,11 +213,23 @@ def _seen(stream: UserStream, counts: _Counts, up_to_seq: int) -> Outcome:
     ).count()
     counts.unseen -= now_seen
     counts.seen_seq = seen_seq
-    seq = _record(stream, counts, changes.SEEN, {"up_to_seq": seen_seq})
+    seq = record_event(stream, counts, changes.SEEN, {"up_to_seq": seen_seq})
     return Outcome(changes.SEEN, seq, now_seen, [], seen_seq, counts.unread, counts.unseen, counts.head_seq)
 
 
-def _record(stream: UserStream, counts: _Counts, op: str, fields: dict[str, Any]) -> int:
+def emit_read(user_id: int, *, ids: list[int], up_to_seq: int | None) -> None:
+    """`notification.read` to the endpoints that take it, in the mark's transaction: refs by id, else the bound."""
+    endpoints = webhooks.subscribers(WebhookEvent.READ)
+    if not endpoints:
+        return
+    if up_to_seq is not None:
+        data: dict[str, Any] = {"up_to_seq": up_to_seq}
+    else:
+        data = {"notifications": webhooks.refs(Notification.objects.filter(id__in=ids).order_by("seq").values(*webhooks.REF_FIELDS))}
+    webhooks.emit_many(WebhookEvent.READ, [(user_id, data)], endpoints=endpoints)
+
+
+def record_event(stream: UserStream, counts: Counts, op: str, fields: dict[str, Any]) -> int:
     """The change's event at the next seq, the stream's counters, and its push after commit."""
     counts.head_seq += 1
     seq = counts.head_seq

@@ -47,6 +47,7 @@ def test_inbox_pages_newest_first_with_before(reader: Api, user: Any) -> None:
         "group",  # null: a grouped row's figures (grouped=true)
         "archived_at",
         "snoozed_until",
+        "answer",
     }
 
 

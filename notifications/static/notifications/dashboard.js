@@ -178,7 +178,7 @@ function setupInbox() {
     fields("id")[0].value = String(n.id);
     const next = li.querySelector("input[name=next]");
     if (next) next.value = location.pathname + location.search;
-    renderActions(li, n.actions);
+    renderActions(li, n.actions, n.answer);
     renderGroup(li, member ? null : n.group || (n.group_key ? { key: n.group_key, more: 0 } : null));
     setRead(li, Boolean(n.read) && !(n.group?.unread > 0));
     return li;
@@ -253,6 +253,7 @@ function setupInbox() {
   const OP_ON_ITEM = {
     read: (li) => markRow(li, true),
     unread: (li) => markRow(li, false),
+    action: (li) => markRow(li, true), // an answer marks read; item-parts.js shows the answer
     archive: (li) => li.remove(),
     snooze: (li) => li.remove(),
     delete: (li) => li.remove(),
@@ -266,7 +267,8 @@ function setupInbox() {
     }
     const onItem = OP_ON_ITEM[op];
     if (!onItem) return;
-    const taken = Array.isArray(frame.ids) ? frame.ids.map(byId).filter(Boolean) : [...items()].filter((li) => takenByFilter(shown(li), frame));
+    const named = Array.isArray(frame.ids) ? frame.ids : frame.notification != null ? [frame.notification] : null;
+    const taken = named ? named.map(byId).filter(Boolean) : [...items()].filter((li) => takenByFilter(shown(li), frame));
     for (const li of taken) onItem(li);
     empty.hidden = items().length > 0;
   });

@@ -3,7 +3,8 @@
  * (docs/protocol.md, "Inbox state"). Ops set absolute state, never toggle: every device that
  * applies the same events in the same order holds what the server holds.
  *
- * An item is a notification frame plus `archived` (bool) and `snoozed_until` (ISO text or null).
+ * An item is a notification frame plus `archived` (bool), `snoozed_until` (ISO text or null) and
+ * `answer` (the id of the action answered, or null).
  * The rules (which view an item is in, which items a filter takes, what an op makes of an
  * item) are the Python client's too (notifications/client/inbox.py); tests/state_cases.json
  * holds both to the same cases.
@@ -43,6 +44,8 @@ export function afterOp(item, event) {
       return { ...item, snoozed_until: event.until, archived: false };
     case "delete":
       return null;
+    case "action": // the first answer stands: the server sends one `action` event per notification
+      return { ...item, read: true, answer: event.action };
     default:
       return item; // an op of a later protocol
   }
@@ -50,7 +53,13 @@ export function afterOp(item, event) {
 
 /** An item from a notification frame or an HTTP page's item (which says `archived_at`). */
 export function itemOf(n) {
-  return { ...n, read: Boolean(n.read), archived: Boolean(n.archived ?? n.archived_at), snoozed_until: n.snoozed_until ?? null };
+  return {
+    ...n,
+    read: Boolean(n.read),
+    archived: Boolean(n.archived ?? n.archived_at),
+    snoozed_until: n.snoozed_until ?? null,
+    answer: n.answer ?? null,
+  };
 }
 
 export class InboxState {
@@ -86,8 +95,9 @@ export class InboxState {
    * it takes the place of, held under the same id at an older seq (a snooze that woke), else null.
    */
   take(frame) {
-    const item = itemOf(frame);
-    const held = this._items.get(item.id) ?? null;
+    const held = this._items.get(Number(frame.id)) ?? null;
+    // A woken snooze is new again, but its answer stands: the frame does not carry it.
+    const item = { ...itemOf(frame), answer: frame.answer ?? held?.answer ?? null };
     if (held && held.seq >= item.seq) return { item: held, replaced: null };
     this._items.set(item.id, item);
     this._trim();
@@ -106,9 +116,10 @@ export class InboxState {
       return result;
     }
     let taken;
-    if (Array.isArray(event.ids)) {
+    const named = Array.isArray(event.ids) ? event.ids : event.notification != null ? [event.notification] : null;
+    if (named !== null) {
       taken = [];
-      for (const id of event.ids) {
+      for (const id of named) {
         const item = this._items.get(id);
         if (item) taken.push(item);
         else result.unknown.push(id);

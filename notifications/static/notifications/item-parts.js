@@ -3,14 +3,16 @@
  * and, on a row that stands for a group, the group's figures and its members on demand.
  *
  * An action with a url is a link (by the page's link rule, links.js); one without is the user's
- * answer, sent with client.answer(seq, actionId). Text only ever goes through textContent.
+ * answer, sent with client.answer(seq, actionId). The first answer on any device stands: the item
+ * then shows it in place of the answer buttons ("✓ Approve", or "✓ Approve · on another device"
+ * when the `action` event comes for an answer this page did not send). Text only ever goes through textContent.
  */
 import { safeLink } from "./links.js";
 
 const STYLES = new Set(["primary", "secondary", "danger"]);
 
-/** The item's buttons, from a frame's or a page's `actions`. */
-export function renderActions(li, actions) {
+/** The item's buttons, from a frame's or a page's `actions`; `answer`: the action id that stands, if any. */
+export function renderActions(li, actions, answer = null) {
   const box = li.querySelector('[data-field="actions"]');
   box.replaceChildren();
   for (const action of Array.isArray(actions) ? actions : []) {
@@ -31,7 +33,25 @@ export function renderActions(li, actions) {
     el.textContent = String(action.label);
     box.appendChild(el);
   }
-  box.hidden = box.childElementCount === 0;
+  const standing = document.createElement("span");
+  standing.className = "answer";
+  standing.dataset.field = "answer";
+  standing.setAttribute("role", "status");
+  box.appendChild(standing);
+  showAnswer(li, answer, { elsewhere: false });
+}
+
+/** The answer that stands, in place of the answer buttons (links stay); `elsewhere`: not sent from this page. */
+export function showAnswer(li, answer, { elsewhere }) {
+  const box = li.querySelector('[data-field="actions"]');
+  const standing = box.querySelector('[data-field="answer"]');
+  const buttons = [...box.querySelectorAll("button[data-action]")];
+  const chosen = buttons.find((b) => b.dataset.action === answer);
+  li.dataset.answer = answer ?? "";
+  for (const button of buttons) button.hidden = answer != null;
+  standing.textContent = answer == null ? "" : `✓ ${chosen ? chosen.textContent : answer}${elsewhere ? " · on another device" : ""}`;
+  standing.hidden = answer == null;
+  box.hidden = ![...box.children].some((el) => !el.hidden);
 }
 
 /** The row's group figures ("and 3 more", "from ana, bo"), or none on a row that is not a group's. */
@@ -64,14 +84,21 @@ export function groupRows(items, { fetchPage, render }) {
 }
 
 /**
- * Clicks on the list: an answer button calls client.answer (whatever it answers is shown by the events
- * that follow; nothing is assumed here); "and N more" lists the group's members under its row.
+ * Clicks on the list: an answer button calls client.answer (whatever it answers is shown by the `action`
+ * event that follows, on every device; nothing is assumed here); "and N more" lists the group's members under its row.
  */
 export function setupItemParts(list, { client, fetchMembers, renderMember }) {
+  const sentHere = new Set(); // "<notification id>:<action id>" answered from this page
+  client.on("change", ({ op, frame }) => {
+    if (op !== "action") return;
+    const li = list.querySelector(`li.item[data-id="${Number(frame.notification)}"]`);
+    if (li) showAnswer(li, frame.action, { elsewhere: !sentHere.has(`${frame.notification}:${frame.action}`) });
+  });
   list.addEventListener("click", async (event) => {
     const answer = event.target.closest("button[data-action]");
     if (answer && list.contains(answer)) {
       const li = answer.closest("li.item");
+      sentHere.add(`${li.dataset.id}:${answer.dataset.action}`);
       answer.disabled = true;
       try {
         await client.answer(Number(li.dataset.seq), answer.dataset.action);

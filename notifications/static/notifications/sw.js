@@ -1,6 +1,6 @@
 // The service worker for Web Push (docs/channels.md): shows a pushed notification with its action
 // buttons, and on click focuses an open dashboard tab or opens the notification's link (or the
-// button's). Text is shown as text only.
+// button's), or answers with a button that is an answer. Text is shown as text only.
 // An ES module (away.js registers it with type "module"): the link rule is the page's own, links.js.
 import { safeLink } from "./links.js";
 
@@ -20,6 +20,7 @@ self.addEventListener("push", (event) => {
     id: String(a.id),
     label: String(a.label),
     url: a.url ? safeLink(a.url) || INBOX : "",
+    token: a.url ? "" : String(a.token || ""), // signed by the server for this user, notification and action
   }));
   event.waitUntil(
     self.registration.showNotification(String(data.title || "New notification"), {
@@ -31,12 +32,28 @@ self.addEventListener("push", (event) => {
   );
 });
 
+const ACTION = "/action/"; // the one-click answer (away_views.action): the signed token is the proof, no session needed
+
 /**
- * A button without a url is the user's answer to the notification. Sending it from here (an `action`
- * with its seq and the button's id) is wired later; until then the inbox opens, where the same
- * button answers.
+ * A button without a url is the user's answer to the notification: POSTed here with the token the
+ * push carried for it, as the user would answer on any device (the first answer stands). Answered,
+ * nothing opens. Refused (answered already, elsewhere), or not sent (offline, no token), the inbox
+ * opens, where the notification shows the answer that stands or the same button answers.
  */
-function answerFromPush(seq, actionId) {
+async function answerFromPush(button) {
+  if (button.token) {
+    try {
+      const response = await fetch(ACTION, {
+        method: "POST",
+        headers: { Accept: "application/json" },
+        body: new URLSearchParams({ token: button.token }),
+        credentials: "omit",
+      });
+      if (response.ok) return undefined;
+    } catch {
+      // offline: the inbox answers once the page is back
+    }
+  }
   return openOrFocus(new URL(INBOX, self.location.origin).href);
 }
 
@@ -55,7 +72,7 @@ self.addEventListener("notificationclick", (event) => {
   const data = event.notification.data || {};
   const button = event.action ? (data.actions || []).find((a) => a.id === event.action) : undefined;
   if (button && !button.url) {
-    event.waitUntil(answerFromPush(data.seq, button.id));
+    event.waitUntil(answerFromPush(button));
     return;
   }
   const target = new URL(safeLink(button ? button.url : data.url) || INBOX, self.location.origin).href;
