@@ -21,8 +21,8 @@ from .. import signals
 from ..changes import ACTION
 from ..delivery.action_links import read_action_token
 from ..errors import NotFound, ServiceError
-from ..models import ActionAnswer, ClientEvent, Notification, UserStream, WebhookEvent
-from . import inbox, webhooks
+from ..models import ActionAnswer, Notification, UserStream, WebhookEvent
+from . import client_events, inbox, webhooks
 from .streams import locked_stream
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,15 @@ def answer(*, user_id: int, seq: int, action_id: str, client_id: str | None = No
     """
     with transaction.atomic():
         stream = locked_stream(user_id)
-        if client_id is not None:
-            stored = ClientEvent.objects.filter(user_id=user_id, client_id=client_id).values_list("reply", flat=True).first()
-            if stored is not None:
-                # Applied (or refused) before: change nothing; the counts are today's.
-                return Answered(**stored, unread=stream.unread, unseen=stream.unseen, head_seq=stream.head_seq, repeated=True)
+        stored = client_events.first_reply(user_id, client_id) if client_id is not None else None
+        if stored is not None:
+            # Applied (or refused) before: change nothing; the counts are today's.
+            return Answered(**stored, unread=stream.unread, unseen=stream.unseen, head_seq=stream.head_seq, repeated=True)
         result = _answer(stream, seq, action_id)
         if client_id is not None:
-            stored = {k: getattr(result, k) for k in ("ok", "answer", "notification", "seq")}
-            ClientEvent.objects.create(user_id=user_id, client_id=client_id, op=ACTION, created_at=timezone.now(), reply=stored)
+            client_events.record(
+                user_id, client_id, op=ACTION, reply={k: getattr(result, k) for k in ("ok", "answer", "notification", "seq")}
+            )
     return result
 
 

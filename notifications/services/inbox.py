@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from .. import changes, protocol, push
 from ..changes import Change, Filter
-from ..models import ClientEvent, InboxEvent, Notification, Topic, UserStream, WebhookEvent
-from . import snooze, webhooks
+from ..models import InboxEvent, Notification, Topic, UserStream, WebhookEvent
+from . import client_events, snooze, webhooks
 from .streams import locked_stream
 
 CHUNK = 1000  # rows per statement of a filter op: many statements in the one transaction, never one unbounded one
@@ -101,15 +101,14 @@ def apply(*, user_id: int, change: Change, client_id: str | None = None) -> Outc
     """Apply a change to the user's notifications (ids not theirs are ignored, as ids that do not exist)."""
     with transaction.atomic():
         stream = locked_stream(user_id)
-        if client_id is not None:
-            stored = ClientEvent.objects.filter(user_id=user_id, client_id=client_id).values_list("reply", flat=True).first()
-            if stored is not None:
-                # Applied before: change nothing; the counts are today's, so a client is not set back by them.
-                return Outcome(**stored, unread=stream.unread, unseen=stream.unseen, head_seq=stream.head_seq, repeated=True)
+        stored = client_events.first_reply(user_id, client_id) if client_id is not None else None
+        if stored is not None:
+            # Applied before: change nothing; the counts are today's, so a client is not set back by them.
+            return Outcome(**stored, unread=stream.unread, unseen=stream.unseen, head_seq=stream.head_seq, repeated=True)
         outcome = _apply(stream, change)
         if client_id is not None:
-            stored = {k: getattr(outcome, k) for k in ("op", "seq", "changed", "changed_ids", "up_to_seq")}
-            ClientEvent.objects.create(user_id=user_id, client_id=client_id, op=change.op, created_at=timezone.now(), reply=stored)
+            reply = {k: getattr(outcome, k) for k in ("op", "seq", "changed", "changed_ids", "up_to_seq")}
+            client_events.record(user_id, client_id, op=change.op, reply=reply)
     return outcome
 
 
