@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from notifications import services
 from notifications.models import Notification, UserStream
+
+# A question with two answers and a link (which is not an answer): what the action tests ask.
+ACTIONS: Any = [
+    {"id": "approve", "label": "Approve", "style": "primary"},
+    {"id": "reject", "label": "Reject", "style": "danger"},
+    {"id": "logs", "label": "Logs", "style": "secondary", "url": "/logs/42"},
+]
+
+
+def ask_to_deploy(user: Any) -> services.Delivery:
+    return services.notify(recipient_ids=[user.id], content=services.Content.checked(title="Deploy?", actions=ACTIONS)).deliveries[0]
 
 
 def unread_rows(user_id: int) -> int:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from notifications import services
 from notifications.client import Listener
 from notifications.models import ActionAnswer, ClientEvent
 from tests.conftest import DaphneServer
+from tests.helpers import ask_to_deploy as publish
 from tests.test_event_stream import post_frame
 
 pytestmark = [
@@ -24,15 +24,6 @@ pytestmark = [
 ]
 
 TIMEOUT = 20.0
-ACTIONS: Any = [
-    {"id": "approve", "label": "Approve", "style": "primary"},
-    {"id": "reject", "label": "Reject", "style": "danger"},
-    {"id": "logs", "label": "Logs", "style": "secondary", "url": "/logs/42"},
-]
-
-
-def publish(user: Any) -> services.Delivery:
-    return services.notify(recipient_ids=[user.id], content=services.Content.checked(title="Deploy?", actions=ACTIONS)).deliveries[0]
 
 
 async def until(predicate: Callable[[], Any], what: str) -> None:

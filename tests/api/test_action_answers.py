@@ -6,21 +6,11 @@ from typing import Any
 
 import pytest
 
-from notifications import services
 from notifications.models import ActionAnswer
 from tests.api.conftest import Api, assert_error
+from tests.helpers import ask_to_deploy as publish
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
-
-ACTIONS: Any = [
-    {"id": "approve", "label": "Approve", "style": "primary"},
-    {"id": "reject", "label": "Reject", "style": "danger"},
-    {"id": "logs", "label": "Logs", "style": "secondary", "url": "/logs/42"},
-]
-
-
-def publish(user: Any) -> services.Delivery:
-    return services.notify(recipient_ids=[user.id], content=services.Content.checked(title="Deploy?", actions=ACTIONS)).deliveries[0]
 
 
 def test_the_first_answer_stands_and_the_item_shows_it(reader: Api, user: Any) -> None:
